@@ -1,0 +1,347 @@
+//! Immutable on-disk blocks: writing one from sorted series, opening and verifying one, and
+//! reading series out of it.
+//!
+//! A block is a folder `blocks/<id>/` with `meta.json` (time range, counts, lineage, file sizes
+//! and checksums), `chunks` (compressed sealed chunks, each followed by its crc32) and `index`
+//! (see [`crate::index`]). It is written under `<id>.tmp`, synced, and renamed into place, so a
+//! crash leaves either a whole block or a `.tmp` folder that start-up removes. Opening checks
+//! both files against the sizes and checksums in `meta.json`; any mismatch is an error that
+//! the engine answers by moving the block to quarantine. Files are memory-mapped; pages are
+//! read on demand. Layout in `docs/format/block.md` and `docs/format/chunks.md`.
+
+#![allow(unsafe_code)] // memory maps; see the SAFETY note in `map`
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+use ocelli_model::{Labels, Matcher, Sample};
+use serde::{Deserialize, Serialize};
+
+use crate::chunkenc;
+use crate::error::{Error, IoContext, Result};
+use crate::filenames::{BLOCK_CHUNKS, BLOCK_INDEX, BLOCK_META, TMP_SUFFIX, block_dir_name};
+use crate::index::{ChunkRef, IndexView, IndexWriter};
+use crate::postings;
+use crate::wal::sync_dir;
+
+pub(crate) const CHUNKS_MAGIC: [u8; 4] = *b"OCCK";
+pub(crate) const CHUNKS_VERSION: u32 = 1;
+pub(crate) const META_FORMAT: u32 = 1;
+/// A series' samples in a block are cut into chunks of at most this many samples.
+pub(crate) const MAX_CHUNK_SAMPLES: usize = 4096;
+
+/// Size and crc32 of one block file.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileMeta {
+    pub size: u64,
+    pub crc32: u32,
+}
+
+/// The contents of `meta.json`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockMeta {
+    pub format: u32,
+    /// Block number: unique in the data directory, increasing in creation order.
+    pub seq: u64,
+    /// Inclusive time range of the samples, in ms.
+    pub min_t: i64,
+    pub max_t: i64,
+    pub num_series: u64,
+    pub num_samples: u64,
+    pub num_chunks: u64,
+    /// 1 for a block cut from the head, 1 + the highest source level for a compacted one.
+    pub level: u32,
+    /// Blocks this one was compacted from (empty for a head cut).
+    pub sources: Vec<u64>,
+    pub index: FileMeta,
+    pub chunks: FileMeta,
+}
+
+/// Writes one block from series given in ascending label order.
+#[derive(Debug)]
+pub(crate) struct BlockWriter {
+    tmp: PathBuf,
+    dir: PathBuf,
+    seq: u64,
+    chunks: BufWriter<File>,
+    chunks_crc: crc32fast::Hasher,
+    chunks_off: u64,
+    index: IndexWriter,
+    min_t: i64,
+    max_t: i64,
+    samples: u64,
+    num_chunks: u64,
+    scratch: Vec<u8>,
+    ts: Vec<i64>,
+    vs: Vec<f64>,
+}
+
+impl BlockWriter {
+    pub(crate) fn create(blocks_dir: &Path, seq: u64) -> Result<BlockWriter> {
+        let dir = blocks_dir.join(block_dir_name(seq));
+        let tmp = blocks_dir.join(format!("{}{TMP_SUFFIX}", block_dir_name(seq)));
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp).io_ctx("remove", &tmp)?;
+        }
+        fs::create_dir_all(&tmp).io_ctx("create dir", &tmp)?;
+        let p = tmp.join(BLOCK_CHUNKS);
+        let mut chunks = BufWriter::with_capacity(1 << 20, File::create(&p).io_ctx("create", &p)?);
+        let mut hdr = Vec::new();
+        hdr.extend_from_slice(&CHUNKS_MAGIC);
+        hdr.extend_from_slice(&CHUNKS_VERSION.to_le_bytes());
+        chunks.write_all(&hdr).io_ctx("write", &p)?;
+        let mut chunks_crc = crc32fast::Hasher::new();
+        chunks_crc.update(&hdr);
+        Ok(BlockWriter {
+            tmp,
+            dir,
+            seq,
+            chunks,
+            chunks_crc,
+            chunks_off: hdr.len() as u64,
+            index: IndexWriter::default(),
+            min_t: i64::MAX,
+            max_t: i64::MIN,
+            samples: 0,
+            num_chunks: 0,
+            scratch: Vec::new(),
+            ts: Vec::new(),
+            vs: Vec::new(),
+        })
+    }
+
+    /// Adds a series; `samples` sorted by time with unique timestamps, not empty.
+    pub(crate) fn add_series(&mut self, labels: &Labels, samples: &[Sample]) -> Result<()> {
+        if samples.is_empty() {
+            return Ok(());
+        }
+        let mut refs = Vec::with_capacity(samples.len().div_ceil(MAX_CHUNK_SAMPLES));
+        for part in samples.chunks(MAX_CHUNK_SAMPLES) {
+            self.ts.clear();
+            self.vs.clear();
+            self.ts.extend(part.iter().map(|s| s.t));
+            self.vs.extend(part.iter().map(|s| s.v));
+            self.scratch.clear();
+            chunkenc::encode_chunk(&self.ts, &self.vs, &mut self.scratch);
+            let crc = crc32fast::hash(&self.scratch);
+            let p = self.tmp.join(BLOCK_CHUNKS);
+            self.chunks.write_all(&self.scratch).io_ctx("write", &p)?;
+            self.chunks.write_all(&crc.to_le_bytes()).io_ctx("write", &p)?;
+            self.chunks_crc.update(&self.scratch);
+            self.chunks_crc.update(&crc.to_le_bytes());
+            let (min_t, max_t) = (part[0].t, part[part.len() - 1].t);
+            refs.push(ChunkRef {
+                min_t,
+                max_t,
+                offset: self.chunks_off,
+                len: self.scratch.len() as u32,
+            });
+            self.chunks_off += self.scratch.len() as u64 + 4;
+            self.min_t = self.min_t.min(min_t);
+            self.max_t = self.max_t.max(max_t);
+            self.num_chunks += 1;
+        }
+        self.samples += samples.len() as u64;
+        self.index.add(labels, refs)
+    }
+
+    /// Writes the index and meta, syncs and publishes the block. Returns `None` (and removes
+    /// the temporary folder) if no series was added.
+    pub(crate) fn finish(self, level: u32, sources: Vec<u64>) -> Result<Option<Block>> {
+        let BlockWriter { tmp, dir, seq, chunks, chunks_crc, chunks_off, index, .. } = self;
+        if index.num_series() == 0 {
+            drop(chunks);
+            fs::remove_dir_all(&tmp).io_ctx("remove", &tmp)?;
+            return Ok(None);
+        }
+        let p = tmp.join(BLOCK_CHUNKS);
+        let file = chunks.into_inner().map_err(|e| e.into_error()).io_ctx("write", &p)?;
+        file.sync_all().io_ctx("fsync", &p)?;
+        let num_series = index.num_series() as u64;
+        let ibuf = index.finish();
+        let p = tmp.join(BLOCK_INDEX);
+        write_synced(&p, &ibuf)?;
+        let meta = BlockMeta {
+            format: META_FORMAT,
+            seq,
+            min_t: self.min_t,
+            max_t: self.max_t,
+            num_series,
+            num_samples: self.samples,
+            num_chunks: self.num_chunks,
+            level,
+            sources,
+            index: FileMeta { size: ibuf.len() as u64, crc32: crc32fast::hash(&ibuf) },
+            chunks: FileMeta { size: chunks_off, crc32: chunks_crc.finalize() },
+        };
+        drop(ibuf);
+        let p = tmp.join(BLOCK_META);
+        let json = serde_json::to_vec_pretty(&meta).map_err(|e| Error::InvalidBlock {
+            path: p.clone(),
+            detail: format!("cannot serialise meta: {e}"),
+        })?;
+        write_synced(&p, &json)?;
+        sync_dir(&tmp)?;
+        fs::rename(&tmp, &dir).io_ctx("rename", &tmp)?;
+        if let Some(parent) = dir.parent() {
+            sync_dir(parent)?;
+        }
+        Block::open(&dir).map(Some)
+    }
+}
+
+fn write_synced(p: &Path, data: &[u8]) -> Result<()> {
+    let mut f = File::create(p).io_ctx("create", p)?;
+    f.write_all(data).io_ctx("write", p)?;
+    f.sync_all().io_ctx("fsync", p)
+}
+
+/// An open, verified block.
+#[derive(Debug)]
+pub(crate) struct Block {
+    pub(crate) dir: PathBuf,
+    pub(crate) meta: BlockMeta,
+    index_map: Mmap,
+    chunks_map: Mmap,
+    index: IndexView,
+}
+
+fn map(p: &Path) -> Result<Mmap> {
+    let f = File::open(p).io_ctx("open", p)?;
+    // SAFETY: block files are immutable once published and only this process (holding the
+    // data directory lock) deletes them, by unlinking, which keeps existing maps valid.
+    unsafe { Mmap::map(&f) }.io_ctx("mmap", p)
+}
+
+impl Block {
+    /// Opens a block folder and verifies its files against `meta.json`.
+    pub(crate) fn open(dir: &Path) -> Result<Block> {
+        let invalid = |detail: String| Error::InvalidBlock { path: dir.to_path_buf(), detail };
+        let mp = dir.join(BLOCK_META);
+        let meta_bytes = fs::read(&mp).map_err(|e| invalid(format!("cannot read {BLOCK_META}: {e}")))?;
+        let meta: BlockMeta = serde_json::from_slice(&meta_bytes)
+            .map_err(|e| invalid(format!("{BLOCK_META} does not parse: {e}")))?;
+        if meta.format != META_FORMAT {
+            return Err(invalid(format!("unsupported block format {}", meta.format)));
+        }
+        let ip = dir.join(BLOCK_INDEX);
+        let cp = dir.join(BLOCK_CHUNKS);
+        let index_map = map(&ip).map_err(|e| invalid(format!("{BLOCK_INDEX}: {e}")))?;
+        let chunks_map = map(&cp).map_err(|e| invalid(format!("{BLOCK_CHUNKS}: {e}")))?;
+        for (name, m, fm) in
+            [(BLOCK_INDEX, &index_map, &meta.index), (BLOCK_CHUNKS, &chunks_map, &meta.chunks)]
+        {
+            if m.len() as u64 != fm.size {
+                return Err(invalid(format!(
+                    "{name} is {} bytes, {BLOCK_META} says {}",
+                    m.len(),
+                    fm.size
+                )));
+            }
+            let crc = crc32fast::hash(m);
+            if crc != fm.crc32 {
+                return Err(invalid(format!(
+                    "{name} checksum mismatch: computed {crc:08x}, {BLOCK_META} says {:08x}",
+                    fm.crc32
+                )));
+            }
+        }
+        if chunks_map.len() < 8 || chunks_map[..4] != CHUNKS_MAGIC {
+            return Err(invalid(format!("{BLOCK_CHUNKS} has no chunks magic")));
+        }
+        let index = IndexView::open(&ip, &index_map)?;
+        if u64::from(index.num_series()) != meta.num_series {
+            return Err(invalid(format!(
+                "index holds {} series, {BLOCK_META} says {}",
+                index.num_series(),
+                meta.num_series
+            )));
+        }
+        Ok(Block { dir: dir.to_path_buf(), meta, index_map, chunks_map, index })
+    }
+
+    pub(crate) fn disk_bytes(&self) -> u64 {
+        self.meta.index.size + self.meta.chunks.size
+    }
+
+    pub(crate) fn overlaps(&self, mint: i64, maxt: i64) -> bool {
+        self.meta.min_t <= maxt && mint <= self.meta.max_t
+    }
+
+    fn read_chunks(&self, chunks: &[ChunkRef], mint: i64, maxt: i64) -> Result<Vec<Sample>> {
+        let (mut ts, mut vs, mut out) = (Vec::new(), Vec::new(), Vec::new());
+        for c in chunks.iter().filter(|c| c.min_t <= maxt && mint <= c.max_t) {
+            let (start, end) = (c.offset as usize, c.offset as usize + c.len as usize);
+            let corrupt = |detail: String| Error::Corrupt {
+                what: "chunk",
+                path: self.dir.join(BLOCK_CHUNKS),
+                offset: c.offset,
+                detail,
+            };
+            let (Some(data), Some(crc)) =
+                (self.chunks_map.get(start..end), self.chunks_map.get(end..end + 4))
+            else {
+                return Err(corrupt("chunk reference past the end of the file".into()));
+            };
+            if crc32fast::hash(data).to_le_bytes() != crc {
+                return Err(corrupt("chunk checksum mismatch".into()));
+            }
+            ts.clear();
+            vs.clear();
+            chunkenc::decode_chunk(data, &mut ts, &mut vs).map_err(|e| corrupt(e.to_string()))?;
+            out.extend(
+                ts.iter()
+                    .zip(&vs)
+                    .filter(|(t, _)| (mint..=maxt).contains(*t))
+                    .map(|(&t, &v)| Sample::new(t, v)),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Series matching `matchers` with their samples in `[mint, maxt]`, in label order.
+    pub(crate) fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<(Labels, Vec<Sample>)>> {
+        let ids = postings::select(&self.index.reader(&self.index_map), matchers);
+        let mut out = Vec::with_capacity(ids.len() as usize);
+        for i in ids {
+            let (labels, chunks) = self.index.series(&self.index_map, i)?;
+            let samples = self.read_chunks(&chunks, mint, maxt)?;
+            if !samples.is_empty() {
+                out.push((labels, samples));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Label sets of the series matching `matchers`.
+    pub(crate) fn series_labels(&self, matchers: &[Matcher]) -> Result<Vec<Labels>> {
+        let ids = postings::select(&self.index.reader(&self.index_map), matchers);
+        ids.iter().map(|i| self.index.series(&self.index_map, i).map(|(l, _)| l)).collect()
+    }
+
+    pub(crate) fn label_names(&self) -> Vec<String> {
+        self.index.label_names()
+    }
+
+    pub(crate) fn label_values(&self, name: &str) -> Vec<String> {
+        self.index.label_values(name)
+    }
+
+    pub(crate) fn num_series(&self) -> u32 {
+        self.index.num_series()
+    }
+
+    /// Series number `i` with all its samples (for compaction).
+    pub(crate) fn read_series(&self, i: u32) -> Result<(Labels, Vec<Sample>)> {
+        let (labels, chunks) = self.index.series(&self.index_map, i)?;
+        let samples = self.read_chunks(&chunks, i64::MIN, i64::MAX)?;
+        Ok((labels, samples))
+    }
+}

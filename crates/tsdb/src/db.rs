@@ -1,0 +1,876 @@
+//! The engine: opens a data directory, appends batches through the WAL into the head, cuts the
+//! head into blocks, compacts and expires blocks, and answers selections over all of them.
+//!
+//! Write path: [`Db::append`] validates the whole batch first (all or nothing), then, under
+//! the append lock, resolves series in the head, queues one WAL record and applies the samples;
+//! outside the lock it waits for the WAL commit. When `append` returns the batch is in the WAL.
+//!
+//! Read priority, for samples of one series at one timestamp: the current head, then heads
+//! being written out, then blocks from the highest sequence number down; the first one holding
+//! the timestamp wins. Blocks are only ever compacted a whole time partition at a time, so a
+//! compacted block never overlaps a block it does not contain, and that order stays "last
+//! written wins".
+//!
+//! Maintenance (cut, compaction, retention) runs on one background thread and is serialised by
+//! a mutex; the fsync-interval policy has its own small thread.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ocelli_model::{Labels, Matcher, Sample};
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use crate::block::{Block, BlockWriter};
+use crate::error::{Error, IoContext, Result};
+use crate::filenames::{
+    BLOCKS_DIR, DELETING_SUFFIX, LOCK_FILE, QUARANTINE_DIR, QUARANTINE_REASON, TMP_SUFFIX, WAL_DIR,
+};
+use crate::head::{Head, dedup_last};
+use crate::record;
+use crate::wal::{self, FsyncPolicy, ReplayReport, Wal};
+
+/// Engine settings. `Options::default()` is what `ocelli server` uses unless configured.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// When the WAL is synced to the device; see [`FsyncPolicy`]. Default: every 1000 ms.
+    pub fsync: FsyncPolicy,
+    /// A WAL segment is closed and a new one started past this size. Default 128 MiB.
+    pub wal_segment_bytes: u64,
+    /// The head is cut into blocks once its compressed sample data reaches this. Default 64 MiB.
+    pub head_max_bytes: u64,
+    /// ... or once this long has passed since the last cut. Default 30 minutes.
+    pub head_max_age: Duration,
+    /// Width of the time partitions blocks are cut into, in ms. Default 2 h.
+    pub block_duration_ms: i64,
+    /// Blocks whose newest sample is older than the newest sample stored minus this are
+    /// deleted. Default 15 days.
+    pub retention_ms: i64,
+    /// Oldest blocks are deleted while blocks and WAL together exceed this. Default 15 GB.
+    pub retention_bytes: u64,
+    /// How often the background thread looks for work. Default 1 s.
+    pub maintenance_interval: Duration,
+    /// Run the background maintenance thread. Tests turn it off and call the steps directly.
+    pub background: bool,
+    /// Limits applied to every selection.
+    pub limits: Limits,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            fsync: FsyncPolicy::default(),
+            wal_segment_bytes: 128 << 20,
+            head_max_bytes: 64 << 20,
+            head_max_age: Duration::from_secs(30 * 60),
+            block_duration_ms: 2 * 3600 * 1000,
+            retention_ms: 15 * 24 * 3600 * 1000,
+            retention_bytes: 15_000_000_000,
+            maintenance_interval: Duration::from_secs(1),
+            background: true,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Bounds on what one selection may return.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Default 1,000,000 series.
+    pub max_series: usize,
+    /// Default 50,000,000 samples (Prometheus' `query.max-samples` default).
+    pub max_samples: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_series: 1_000_000, max_samples: 50_000_000 }
+    }
+}
+
+/// A series with samples, as appended and as selected.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SeriesSamples {
+    pub labels: Labels,
+    pub samples: Vec<Sample>,
+}
+
+/// What opening the data directory found and did.
+#[derive(Debug, Default, Clone)]
+pub struct OpenReport {
+    pub wal: ReplayReport,
+    pub samples_replayed: u64,
+    pub blocks: usize,
+    /// One line per block moved to quarantine, with the reason.
+    pub quarantined: Vec<String>,
+    /// Blocks removed because a compacted block already holds their data, and unfinished
+    /// `.tmp` / `.deleting` folders removed.
+    pub cleaned: Vec<String>,
+}
+
+/// Sizes and counts, for the server's own metrics and the benchmark.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    pub head_series: usize,
+    pub head_samples: u64,
+    pub head_bytes: u64,
+    pub frozen_heads: usize,
+    pub blocks: usize,
+    pub block_samples: u64,
+    pub block_bytes: u64,
+    pub wal_bytes: u64,
+    pub min_t: Option<i64>,
+    pub max_t: Option<i64>,
+}
+
+struct FrozenHead {
+    head: Arc<Head>,
+    /// The first WAL segment that may hold its samples; kept until its blocks are written.
+    first_segment: u64,
+}
+
+struct Inner {
+    dir: PathBuf,
+    opts: Options,
+    _lock: File,
+    append_lock: Mutex<()>,
+    head: RwLock<(Arc<Head>, u64)>,
+    frozen: RwLock<Vec<Arc<FrozenHead>>>,
+    blocks: RwLock<Vec<Arc<Block>>>,
+    wal: Wal,
+    next_seq: AtomicU64,
+    maintenance: Mutex<()>,
+    last_cut: Mutex<Instant>,
+    closed: AtomicBool,
+    stop: (Mutex<bool>, Condvar),
+}
+
+/// An open data directory. Cheap to share behind an `Arc`; all methods take `&self`.
+pub struct Db {
+    inner: Arc<Inner>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("dir", &self.inner.dir).finish()
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+impl Db {
+    /// Opens (or creates) the data directory `dir`: takes its lock, opens the blocks (moving
+    /// damaged ones to quarantine), replays the WAL, and starts the background threads.
+    pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<(Db, OpenReport)> {
+        let dir = dir.as_ref().to_path_buf();
+        if opts.block_duration_ms <= 0 || opts.retention_ms <= 0 {
+            return Err(Error::InvalidOptions(
+                "block duration and retention must be positive".into(),
+            ));
+        }
+        for d in [&dir, &dir.join(WAL_DIR), &dir.join(BLOCKS_DIR)] {
+            fs::create_dir_all(d).io_ctx("create dir", d)?;
+        }
+        let lp = dir.join(LOCK_FILE);
+        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(&lp).io_ctx("open", &lp)?;
+        if lock.try_lock().is_err() {
+            return Err(Error::Locked(dir));
+        }
+        let mut report = OpenReport::default();
+        let blocks = open_blocks(&dir, &mut report)?;
+        let next_seq = blocks.iter().map(|b| b.meta.seq).max().unwrap_or(0) + 1;
+
+        let head = Arc::new(Head::new());
+        let wal_dir = dir.join(WAL_DIR);
+        let mut refs: HashMap<u32, Arc<crate::head::MemSeries>> = HashMap::new();
+        let mut replayed = 0u64;
+        let (wal_report, last_segment) = wal::replay(&wal_dir, |payload| {
+            let rec = record::decode(payload)?;
+            for (r, labels) in rec.series {
+                refs.insert(r, head.get_or_create(&labels));
+            }
+            // group consecutive samples of one series
+            let mut i = 0;
+            while i < rec.samples.len() {
+                let r = rec.samples[i].0;
+                let mut j = i;
+                while j < rec.samples.len() && rec.samples[j].0 == r {
+                    j += 1;
+                }
+                let Some(s) = refs.get(&r) else {
+                    return Err(format!("sample for undefined series ref {r}"));
+                };
+                head.append(s, rec.samples[i..j].iter().map(|&(_, t, v)| Sample::new(t, v)));
+                replayed += (j - i) as u64;
+                i = j;
+            }
+            Ok(())
+        })?;
+        drop(refs);
+        report.wal = wal_report;
+        report.samples_replayed = replayed;
+        report.blocks = blocks.len();
+        let first_segment = wal::list_segments(&wal_dir)?.first().copied().unwrap_or(last_segment + 1);
+        let wal = Wal::create(&wal_dir, last_segment + 1, opts.fsync, opts.wal_segment_bytes)?;
+        tracing::info!(
+            dir = %dir.display(),
+            blocks = blocks.len(),
+            samples_replayed = replayed,
+            wal_records = report.wal.records,
+            wal_truncations = report.wal.truncations.len(),
+            quarantined = report.quarantined.len(),
+            "storage opened"
+        );
+
+        let inner = Arc::new(Inner {
+            dir,
+            opts: opts.clone(),
+            _lock: lock,
+            append_lock: Mutex::new(()),
+            head: RwLock::new((head, first_segment)),
+            frozen: RwLock::new(Vec::new()),
+            blocks: RwLock::new(blocks),
+            wal,
+            next_seq: AtomicU64::new(next_seq),
+            maintenance: Mutex::new(()),
+            last_cut: Mutex::new(Instant::now()),
+            closed: AtomicBool::new(false),
+            stop: (Mutex::new(false), Condvar::new()),
+        });
+        let mut threads = Vec::new();
+        if opts.background {
+            let i = inner.clone();
+            threads.push(spawn("ocelli-tsdb-maint", move || i.maintenance_loop()));
+        }
+        if let FsyncPolicy::Interval(every) = opts.fsync {
+            let i = inner.clone();
+            threads.push(spawn("ocelli-wal-sync", move || i.sync_loop(every)));
+        }
+        Ok((Db { inner, threads }, report))
+    }
+
+    /// Appends a batch. All series are validated first; on error nothing is written. When this
+    /// returns `Ok`, every sample is in the WAL (see [`FsyncPolicy`] for what that survives).
+    pub fn append(&self, batch: &[SeriesSamples]) -> Result<()> {
+        self.inner.append(batch)
+    }
+
+    /// Series matching all `matchers` with their samples in `[mint, maxt]` (inclusive), sorted
+    /// by label set, each with one sample per timestamp, under the configured limits.
+    pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesSamples>> {
+        self.inner.select(matchers, mint, maxt, self.inner.opts.limits)
+    }
+
+    /// [`Db::select`] with explicit limits.
+    pub fn select_with_limits(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        limits: Limits,
+    ) -> Result<Vec<SeriesSamples>> {
+        self.inner.select(matchers, mint, maxt, limits)
+    }
+
+    /// Label sets of series matching `matchers` in blocks overlapping `[mint, maxt]` and in the
+    /// head, sorted, at most `limit` (0: no limit).
+    pub fn series(&self, matchers: &[Matcher], mint: i64, maxt: i64, limit: usize) -> Result<Vec<Labels>> {
+        self.inner.series(matchers, mint, maxt, limit)
+    }
+
+    /// Label names, sorted; with matchers, only of matching series.
+    pub fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64, limit: usize) -> Result<Vec<String>> {
+        self.inner.label_names(matchers, mint, maxt, limit)
+    }
+
+    /// Values of label `name`, sorted; with matchers, only of matching series.
+    pub fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        self.inner.label_values(name, matchers, mint, maxt, limit)
+    }
+
+    /// Cuts the head into blocks now (whatever its size) and deletes the WAL it came from.
+    pub fn flush(&self) -> Result<()> {
+        let _m = self.inner.maintenance.lock();
+        self.inner.cut_head()
+    }
+
+    /// Runs compaction until nothing is left to merge; returns the number of merges.
+    pub fn compact(&self) -> Result<usize> {
+        let _m = self.inner.maintenance.lock();
+        self.inner.compact(true)
+    }
+
+    /// Applies retention now; returns the number of blocks deleted.
+    pub fn apply_retention(&self) -> Result<usize> {
+        let _m = self.inner.maintenance.lock();
+        self.inner.retention()
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.inner.stats()
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Stops the background threads and syncs the WAL. Dropping the `Db` does the same.
+    pub fn close(mut self) -> Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<()> {
+        if self.inner.closed.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        *self.inner.stop.0.lock() = true;
+        self.inner.stop.1.notify_all();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        let _a = self.inner.append_lock.lock();
+        self.inner.wal.flush()
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            tracing::error!(error = %e, "closing storage");
+        }
+    }
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
+    match std::thread::Builder::new().name(name.into()).spawn(f) {
+        Ok(h) => h,
+        // Cannot run without the thread; same as std::thread::spawn's behaviour.
+        Err(e) => panic!("cannot spawn {name}: {e}"),
+    }
+}
+
+/// Opens every block folder; damaged ones go to quarantine. Sorted by sequence number.
+fn open_blocks(dir: &Path, report: &mut OpenReport) -> Result<Vec<Arc<Block>>> {
+    let bdir = dir.join(BLOCKS_DIR);
+    let mut blocks = Vec::new();
+    let mut entries: Vec<PathBuf> = Vec::new();
+    for e in fs::read_dir(&bdir).io_ctx("read dir", &bdir)? {
+        entries.push(e.io_ctx("read dir", &bdir)?.path());
+    }
+    entries.sort();
+    for p in entries {
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        if name.ends_with(TMP_SUFFIX) || name.ends_with(DELETING_SUFFIX) {
+            fs::remove_dir_all(&p).io_ctx("remove", &p)?;
+            report.cleaned.push(format!("removed unfinished {name}"));
+            continue;
+        }
+        match Block::open(&p) {
+            Ok(b) => blocks.push(Arc::new(b)),
+            Err(e) => {
+                let line = format!("block {name}: {e}");
+                tracing::error!(block = %name, error = %e, "moving damaged block to quarantine");
+                quarantine(dir, &p, &name, &e.to_string())?;
+                report.quarantined.push(line);
+            }
+        }
+    }
+    // a compaction that finished but did not delete its sources
+    let replaced: BTreeSet<u64> = blocks.iter().flat_map(|b| b.meta.sources.iter().copied()).collect();
+    let (gone, keep): (Vec<_>, Vec<_>) = blocks.into_iter().partition(|b| replaced.contains(&b.meta.seq));
+    for b in gone {
+        report.cleaned.push(format!("removed {} (already compacted)", b.dir.display()));
+        delete_block_dir(&b.dir)?;
+    }
+    let mut keep = keep;
+    keep.sort_by_key(|b| b.meta.seq);
+    Ok(keep)
+}
+
+fn quarantine(dir: &Path, p: &Path, name: &str, reason: &str) -> Result<()> {
+    let q = dir.join(QUARANTINE_DIR);
+    fs::create_dir_all(&q).io_ctx("create dir", &q)?;
+    let mut dest = q.join(name);
+    let mut n = 1;
+    while dest.exists() {
+        dest = q.join(format!("{name}.{n}"));
+        n += 1;
+    }
+    fs::rename(p, &dest).io_ctx("rename", p)?;
+    fs::write(dest.join(QUARANTINE_REASON), format!("{reason}\n")).io_ctx("write", &dest)?;
+    Ok(())
+}
+
+fn delete_block_dir(p: &Path) -> Result<()> {
+    let mut del = p.as_os_str().to_owned();
+    del.push(DELETING_SUFFIX);
+    let del = PathBuf::from(del);
+    fs::rename(p, &del).io_ctx("rename", p)?;
+    fs::remove_dir_all(&del).io_ctx("remove", &del)
+}
+
+/// Merges per-source selections (given oldest source first) into one sorted answer.
+struct Merger {
+    map: BTreeMap<Labels, (Vec<Sample>, bool)>,
+    samples: usize,
+    limits: Limits,
+}
+
+impl Merger {
+    fn add(&mut self, part: Vec<(Labels, Vec<Sample>)>) -> Result<()> {
+        for (l, s) in part {
+            self.samples += s.len();
+            if self.samples > self.limits.max_samples {
+                return Err(Error::LimitExceeded { what: "samples", limit: self.limits.max_samples });
+            }
+            match self.map.get_mut(&l) {
+                Some((v, dirty)) => {
+                    v.extend(s);
+                    *dirty = true;
+                }
+                None => {
+                    self.map.insert(l, (s, false));
+                    if self.map.len() > self.limits.max_series {
+                        return Err(Error::LimitExceeded { what: "series", limit: self.limits.max_series });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Vec<SeriesSamples> {
+        self.map
+            .into_iter()
+            .map(|(labels, (mut samples, dirty))| {
+                if dirty {
+                    samples.sort_by_key(|s| s.t);
+                    dedup_last(&mut samples);
+                }
+                SeriesSamples { labels, samples }
+            })
+            .collect()
+    }
+}
+
+impl Inner {
+    fn append(&self, batch: &[SeriesSamples]) -> Result<()> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(Error::Closed);
+        }
+        for s in batch {
+            s.labels.validate().map_err(|e| Error::InvalidSeries(format!("{}: {e}", s.labels)))?;
+        }
+        let seq = {
+            let _a = self.append_lock.lock();
+            let head = self.head.read().0.clone();
+            let series: Vec<_> = batch.iter().map(|s| head.get_or_create(&s.labels)).collect();
+            let defs: Vec<usize> =
+                (0..batch.len()).filter(|&i| !series[i].wal_defined.load(Ordering::Relaxed)).collect();
+            let nsamples: usize = batch.iter().map(|s| s.samples.len()).sum();
+            let seq = self.wal.enqueue(|buf| {
+                record::encode_batch(
+                    buf,
+                    defs.iter().map(|&i| (series[i].series_ref, &batch[i].labels)),
+                    ExactLen(
+                        batch
+                            .iter()
+                            .zip(&series)
+                            .flat_map(|(b, s)| b.samples.iter().map(|x| (s.series_ref, x.t, x.v))),
+                        nsamples,
+                    ),
+                )
+            })?;
+            for &i in &defs {
+                series[i].wal_defined.store(true, Ordering::Relaxed);
+            }
+            for (b, s) in batch.iter().zip(&series) {
+                head.append(s, b.samples.iter().copied());
+            }
+            seq
+        };
+        self.wal.commit(seq)
+    }
+
+    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64, limits: Limits) -> Result<Vec<SeriesSamples>> {
+        if mint > maxt {
+            return Err(Error::InvalidTimeRange { mint, maxt });
+        }
+        let (blocks, frozen, head) = self.sources(mint, maxt);
+        let mut m = Merger { map: BTreeMap::new(), samples: 0, limits };
+        for b in &blocks {
+            m.add(b.select(matchers, mint, maxt)?)?;
+        }
+        for h in frozen.iter().chain([&head]) {
+            m.add(h.select(matchers, mint, maxt))?;
+        }
+        Ok(m.finish())
+    }
+
+    /// Blocks overlapping the range (oldest first), frozen heads (oldest first), the head.
+    fn sources(&self, mint: i64, maxt: i64) -> (Vec<Arc<Block>>, Vec<Arc<Head>>, Arc<Head>) {
+        // take the head first: a cut in between then shows data twice, never not at all
+        let head = self.head.read().0.clone();
+        let frozen = self.frozen.read().iter().map(|f| f.head.clone()).collect();
+        let blocks = self.blocks.read().iter().filter(|b| b.overlaps(mint, maxt)).cloned().collect();
+        (blocks, frozen, head)
+    }
+
+    fn series(&self, matchers: &[Matcher], mint: i64, maxt: i64, limit: usize) -> Result<Vec<Labels>> {
+        if mint > maxt {
+            return Err(Error::InvalidTimeRange { mint, maxt });
+        }
+        let (blocks, frozen, head) = self.sources(mint, maxt);
+        let mut set = BTreeSet::new();
+        for b in &blocks {
+            set.extend(b.series_labels(matchers)?);
+        }
+        for h in frozen.iter().chain([&head]) {
+            set.extend(h.series_labels(matchers));
+        }
+        Ok(truncate(set.into_iter(), limit))
+    }
+
+    fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64, limit: usize) -> Result<Vec<String>> {
+        if !matchers.is_empty() {
+            let names: BTreeSet<String> = self
+                .series(matchers, mint, maxt, 0)?
+                .iter()
+                .flat_map(|l| l.iter().map(|l| l.name.clone()).collect::<Vec<_>>())
+                .collect();
+            return Ok(truncate(names.into_iter(), limit));
+        }
+        let (blocks, frozen, head) = self.sources(mint, maxt);
+        let mut set = BTreeSet::new();
+        for b in &blocks {
+            set.extend(b.label_names());
+        }
+        for h in frozen.iter().chain([&head]) {
+            set.extend(h.label_names());
+        }
+        Ok(truncate(set.into_iter(), limit))
+    }
+
+    fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        if !matchers.is_empty() {
+            let vals: BTreeSet<String> = self
+                .series(matchers, mint, maxt, 0)?
+                .iter()
+                .filter_map(|l| l.get(name).map(str::to_string))
+                .collect();
+            return Ok(truncate(vals.into_iter(), limit));
+        }
+        let (blocks, frozen, head) = self.sources(mint, maxt);
+        let mut set = BTreeSet::new();
+        for b in &blocks {
+            set.extend(b.label_values(name));
+        }
+        for h in frozen.iter().chain([&head]) {
+            set.extend(h.label_values(name));
+        }
+        Ok(truncate(set.into_iter(), limit))
+    }
+
+    fn stats(&self) -> Stats {
+        let (head, _) = self.head.read().clone();
+        let frozen = self.frozen.read().len();
+        let blocks = self.blocks.read();
+        let mut st = Stats {
+            head_series: head.num_series(),
+            head_samples: head.num_samples(),
+            head_bytes: head.heap_bytes(),
+            frozen_heads: frozen,
+            blocks: blocks.len(),
+            block_samples: blocks.iter().map(|b| b.meta.num_samples).sum(),
+            block_bytes: blocks.iter().map(|b| b.disk_bytes()).sum(),
+            wal_bytes: self.wal.disk_bytes(),
+            min_t: blocks.iter().map(|b| b.meta.min_t).min(),
+            max_t: blocks.iter().map(|b| b.meta.max_t).max(),
+        };
+        if let Some((lo, hi)) = head.time_range() {
+            st.min_t = Some(st.min_t.map_or(lo, |m| m.min(lo)));
+            st.max_t = Some(st.max_t.map_or(hi, |m| m.max(hi)));
+        }
+        st
+    }
+
+    fn maintenance_loop(&self) {
+        loop {
+            {
+                let mut stop = self.stop.0.lock();
+                if !*stop {
+                    self.stop.1.wait_for(&mut stop, self.opts.maintenance_interval);
+                }
+                if *stop {
+                    return;
+                }
+            }
+            let _m = self.maintenance.lock();
+            let head = self.head.read().0.clone();
+            let due = head.heap_bytes() >= self.opts.head_max_bytes
+                || (head.num_samples() > 0 && self.last_cut.lock().elapsed() >= self.opts.head_max_age);
+            drop(head);
+            let res = (|| {
+                if due {
+                    self.cut_head()?;
+                }
+                self.compact(false)?;
+                self.retention()?;
+                Ok::<_, Error>(())
+            })();
+            if let Err(e) = res {
+                tracing::error!(error = %e, "storage maintenance failed; will retry");
+            }
+        }
+    }
+
+    fn sync_loop(&self, every: Duration) {
+        loop {
+            {
+                let mut stop = self.stop.0.lock();
+                if !*stop {
+                    self.stop.1.wait_for(&mut stop, every);
+                }
+                if *stop {
+                    return;
+                }
+            }
+            if let Err(e) = self.wal.sync() {
+                tracing::error!(error = %e, "WAL fsync failed");
+            }
+        }
+    }
+
+    /// Freezes the head, starts a new one and a new WAL segment, writes the frozen head out as
+    /// blocks (one per time partition) and drops the WAL it no longer needs. Call with the
+    /// maintenance lock held.
+    fn cut_head(&self) -> Result<()> {
+        let frozen = {
+            let _a = self.append_lock.lock();
+            let next_segment = self.wal.rotate()?;
+            let mut h = self.head.write();
+            let (old, first_segment) = std::mem::replace(&mut *h, (Arc::new(Head::new()), next_segment));
+            let f = Arc::new(FrozenHead { head: old, first_segment });
+            self.frozen.write().push(f.clone());
+            f
+        };
+        *self.last_cut.lock() = Instant::now();
+        let t0 = Instant::now();
+        let written = self.write_head_blocks(&frozen.head);
+        match written {
+            Ok(new_blocks) => {
+                let n = new_blocks.len();
+                self.blocks.write().extend(new_blocks);
+                self.frozen.write().retain(|f| !Arc::ptr_eq(f, &frozen));
+                tracing::info!(
+                    blocks = n,
+                    samples = frozen.head.num_samples(),
+                    series = frozen.head.num_series(),
+                    elapsed_ms = t0.elapsed().as_millis() as u64,
+                    "head cut"
+                );
+            }
+            Err(e) => {
+                // stays frozen in memory and in the WAL; retried by no one until restart replays it
+                tracing::error!(error = %e, "writing head blocks failed; data stays in the WAL");
+                return Err(e);
+            }
+        }
+        let keep_from = {
+            let fr = self.frozen.read();
+            let cur = self.head.read().1;
+            fr.iter().map(|f| f.first_segment).min().unwrap_or(cur).min(cur)
+        };
+        self.wal.remove_before(keep_from)
+    }
+
+    fn write_head_blocks(&self, head: &Head) -> Result<Vec<Arc<Block>>> {
+        let d = self.opts.block_duration_ms;
+        let bdir = self.dir.join(BLOCKS_DIR);
+        let mut writers: BTreeMap<i64, BlockWriter> = BTreeMap::new();
+        head.for_each_series_sorted(|labels, samples| {
+            let mut i = 0;
+            while i < samples.len() {
+                let part = samples[i].t.div_euclid(d);
+                let mut j = i;
+                while j < samples.len() && samples[j].t.div_euclid(d) == part {
+                    j += 1;
+                }
+                let w = match writers.entry(part) {
+                    std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(e) => {
+                        let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
+                        e.insert(BlockWriter::create(&bdir, seq)?)
+                    }
+                };
+                w.add_series(labels, &samples[i..j])?;
+                i = j;
+            }
+            Ok(())
+        })?;
+        let mut out = Vec::new();
+        for (_, w) in writers {
+            if let Some(b) = w.finish(1, Vec::new())? {
+                out.push(Arc::new(b));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Merges the blocks of a time partition into one. A partition is merged when it has four
+    /// or more blocks, or two or more once it is older than the newest data by a partition
+    /// width (or always, with `force`). Call with the maintenance lock held.
+    fn compact(&self, force: bool) -> Result<usize> {
+        let d = self.opts.block_duration_ms;
+        let mut merges = 0;
+        loop {
+            let blocks = self.blocks.read().clone();
+            let newest = self.stats().max_t.unwrap_or(i64::MIN);
+            let mut parts: BTreeMap<i64, Vec<Arc<Block>>> = BTreeMap::new();
+            for b in blocks {
+                parts.entry(b.meta.min_t.div_euclid(d)).or_default().push(b);
+            }
+            let pick = parts.into_iter().find(|(p, bs)| {
+                let closed = (p + 1).saturating_mul(d) <= newest.saturating_sub(d);
+                bs.len() >= 4 || (bs.len() >= 2 && (force || closed))
+            });
+            let Some((_, group)) = pick else { return Ok(merges) };
+            self.merge_blocks(&group)?;
+            merges += 1;
+        }
+    }
+
+    fn merge_blocks(&self, group: &[Arc<Block>]) -> Result<()> {
+        let t0 = Instant::now();
+        let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
+        let mut w = BlockWriter::create(&self.dir.join(BLOCKS_DIR), seq)?;
+        // group is sorted by seq (oldest first), which is the merge priority
+        let mut cursors: Vec<(u32, Option<(Labels, Vec<Sample>)>)> = vec![(0, None); group.len()];
+        loop {
+            for (k, b) in group.iter().enumerate() {
+                let c = &mut cursors[k];
+                if c.1.is_none() && c.0 < b.num_series() {
+                    c.1 = Some(b.read_series(c.0)?);
+                    c.0 += 1;
+                }
+            }
+            let Some(min) = cursors.iter().filter_map(|c| c.1.as_ref().map(|x| &x.0)).min().cloned() else {
+                break;
+            };
+            let mut samples = Vec::new();
+            let mut parts = 0;
+            for c in cursors.iter_mut() {
+                if c.1.as_ref().is_some_and(|x| x.0 == min) {
+                    if let Some((_, s)) = c.1.take() {
+                        samples.extend(s);
+                        parts += 1;
+                    }
+                }
+            }
+            if parts > 1 {
+                samples.sort_by_key(|s| s.t);
+                dedup_last(&mut samples);
+            }
+            w.add_series(&min, &samples)?;
+        }
+        let level = group.iter().map(|b| b.meta.level).max().unwrap_or(0) + 1;
+        let sources = group.iter().map(|b| b.meta.seq).collect();
+        let new = w.finish(level, sources)?;
+        {
+            let mut bl = self.blocks.write();
+            bl.retain(|b| !group.iter().any(|g| Arc::ptr_eq(g, b)));
+            if let Some(n) = new {
+                bl.push(Arc::new(n));
+            }
+            bl.sort_by_key(|b| b.meta.seq);
+        }
+        for b in group {
+            delete_block_dir(&b.dir)?;
+        }
+        tracing::info!(
+            sources = group.len(),
+            seq,
+            elapsed_ms = t0.elapsed().as_millis() as u64,
+            "blocks compacted"
+        );
+        Ok(())
+    }
+
+    /// Deletes blocks past the age limit (relative to the newest sample stored) and then the
+    /// oldest blocks while over the size limit. Call with the maintenance lock held.
+    fn retention(&self) -> Result<usize> {
+        let newest = self.stats().max_t.unwrap_or(now_ms());
+        let cutoff = newest.saturating_sub(self.opts.retention_ms);
+        let mut doomed: Vec<Arc<Block>> = Vec::new();
+        {
+            let mut bl = self.blocks.write();
+            bl.retain(|b| {
+                let old = b.meta.max_t < cutoff;
+                if old {
+                    doomed.push(b.clone());
+                }
+                !old
+            });
+            let mut total: u64 = bl.iter().map(|b| b.disk_bytes()).sum::<u64>() + self.wal.disk_bytes();
+            while total > self.opts.retention_bytes && !bl.is_empty() {
+                let (i, _) = bl
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, b)| (b.meta.min_t, b.meta.seq))
+                    .unwrap_or((0, &bl[0]));
+                let b = bl.remove(i);
+                total -= b.disk_bytes();
+                doomed.push(b);
+            }
+        }
+        for b in &doomed {
+            tracing::info!(block = %b.dir.display(), max_t = b.meta.max_t, "retention deletes block");
+            delete_block_dir(&b.dir)?;
+        }
+        Ok(doomed.len())
+    }
+}
+
+fn truncate<T>(it: impl Iterator<Item = T>, limit: usize) -> Vec<T> {
+    if limit == 0 { it.collect() } else { it.take(limit).collect() }
+}
+
+/// An iterator with a known length (for the WAL encoder, which writes the count first).
+struct ExactLen<I>(I, usize);
+
+impl<I: Iterator> Iterator for ExactLen<I> {
+    type Item = I::Item;
+    fn next(&mut self) -> Option<I::Item> {
+        let x = self.0.next();
+        if x.is_some() {
+            self.1 -= 1;
+        }
+        x
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.1, Some(self.1))
+    }
+}
+
+impl<I: Iterator> ExactSizeIterator for ExactLen<I> {}

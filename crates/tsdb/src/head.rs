@@ -1,0 +1,415 @@
+//! The head: the in-memory part of the database that receives every append.
+//!
+//! It holds one [`MemSeries`] per label set, found by series id (a hash; label sets are
+//! compared on a match), an inverted index from interned label pairs to series numbers, and
+//! per series an appendable compressed chunk plus a small buffer for samples that arrive out
+//! of order or repeat a timestamp. Reading a series merges the two so that the last written
+//! value wins for each timestamp.
+//!
+//! A head lives for one WAL generation. When it is cut, the engine freezes it (it is still
+//! read by queries), starts a fresh head, writes the frozen one out as blocks and drops it, so
+//! series that stopped receiving samples disappear from memory on their own. The head does no
+//! I/O; the WAL record for an append is written by [`crate::db`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+
+use ocelli_model::{Label, Labels, Matcher, Sample};
+use parking_lot::{Mutex, RwLock};
+use roaring::RoaringBitmap;
+
+use crate::chunkenc::HeadChunk;
+use crate::postings::{self, IndexReader};
+
+/// One series in the head.
+#[derive(Debug)]
+pub(crate) struct MemSeries {
+    pub(crate) series_ref: u32,
+    /// Interned (name, value) symbol pairs, sorted by name.
+    syms: Box<[(u32, u32)]>,
+    /// Whether the WAL of this head's generation has the series' definition yet.
+    pub(crate) wal_defined: AtomicBool,
+    data: Mutex<SeriesData>,
+}
+
+#[derive(Debug, Default)]
+struct SeriesData {
+    chunk: HeadChunk,
+    /// Samples with a timestamp at or before the chunk's last one, in write order; they win
+    /// over the chunk, and later entries over earlier ones.
+    ooo: Vec<Sample>,
+}
+
+impl SeriesData {
+    fn heap_bytes(&self) -> usize {
+        self.chunk.heap_bytes() + self.ooo.capacity() * std::mem::size_of::<Sample>()
+    }
+}
+
+#[derive(Debug, Default)]
+struct Symbols {
+    ids: HashMap<Arc<str>, u32>,
+    strs: Vec<Arc<str>>,
+}
+
+impl Symbols {
+    fn intern(&mut self, s: &str) -> u32 {
+        if let Some(&id) = self.ids.get(s) {
+            return id;
+        }
+        let id = self.strs.len() as u32;
+        let a: Arc<str> = Arc::from(s);
+        self.strs.push(a.clone());
+        self.ids.insert(a, id);
+        id
+    }
+
+    fn get(&self, s: &str) -> Option<u32> {
+        self.ids.get(s).copied()
+    }
+
+    fn str(&self, id: u32) -> &str {
+        &self.strs[id as usize]
+    }
+}
+
+#[derive(Debug, Default)]
+struct HeadIndex {
+    symbols: Symbols,
+    by_id: HashMap<u64, Vec<u32>>,
+    series: Vec<Arc<MemSeries>>,
+    /// name symbol -> value symbol -> series numbers
+    postings: HashMap<u32, HashMap<u32, RoaringBitmap>>,
+}
+
+impl HeadIndex {
+    fn labels_of(&self, s: &MemSeries) -> Labels {
+        Labels::from_sorted(
+            s.syms
+                .iter()
+                .map(|&(n, v)| Label::new(self.symbols.str(n), self.symbols.str(v)))
+                .collect(),
+        )
+    }
+
+    fn same_labels(&self, s: &MemSeries, labels: &Labels) -> bool {
+        s.syms.len() == labels.len()
+            && s.syms.iter().zip(labels.iter()).all(|(&(n, v), l)| {
+                self.symbols.str(n) == l.name && self.symbols.str(v) == l.value
+            })
+    }
+
+    fn find(&self, labels: &Labels, id: u64) -> Option<&Arc<MemSeries>> {
+        self.by_id
+            .get(&id)?
+            .iter()
+            .map(|&r| &self.series[r as usize])
+            .find(|s| self.same_labels(s, labels))
+    }
+}
+
+impl IndexReader for HeadIndex {
+    fn postings(&self, name: &str, value: &str) -> RoaringBitmap {
+        let (Some(n), Some(v)) = (self.symbols.get(name), self.symbols.get(value)) else {
+            return RoaringBitmap::new();
+        };
+        self.postings.get(&n).and_then(|m| m.get(&v)).cloned().unwrap_or_default()
+    }
+
+    fn union_where(&self, name: &str, pred: &dyn Fn(&str) -> bool) -> RoaringBitmap {
+        let Some(vals) = self.symbols.get(name).and_then(|n| self.postings.get(&n)) else {
+            return RoaringBitmap::new();
+        };
+        let mut acc = RoaringBitmap::new();
+        for (v, p) in vals {
+            if pred(self.symbols.str(*v)) {
+                acc |= p;
+            }
+        }
+        acc
+    }
+
+    fn all(&self) -> RoaringBitmap {
+        let mut b = RoaringBitmap::new();
+        b.insert_range(0..self.series.len() as u32);
+        b
+    }
+}
+
+/// The in-memory head of one WAL generation.
+#[derive(Debug)]
+pub(crate) struct Head {
+    index: RwLock<HeadIndex>,
+    heap_bytes: AtomicU64,
+    samples: AtomicU64,
+    min_t: AtomicI64,
+    max_t: AtomicI64,
+}
+
+impl Default for Head {
+    fn default() -> Self {
+        Head::new()
+    }
+}
+
+impl Head {
+    pub(crate) fn new() -> Head {
+        Head {
+            index: RwLock::new(HeadIndex::default()),
+            heap_bytes: AtomicU64::new(0),
+            samples: AtomicU64::new(0),
+            min_t: AtomicI64::new(i64::MAX),
+            max_t: AtomicI64::new(i64::MIN),
+        }
+    }
+
+    /// The series for `labels`, created if absent.
+    pub(crate) fn get_or_create(&self, labels: &Labels) -> Arc<MemSeries> {
+        let id = labels.series_id().0;
+        if let Some(s) = self.index.read().find(labels, id) {
+            return s.clone();
+        }
+        let mut ix = self.index.write();
+        if let Some(s) = ix.find(labels, id) {
+            return s.clone();
+        }
+        let r = ix.series.len() as u32;
+        let syms: Box<[(u32, u32)]> = labels
+            .iter()
+            .map(|l| (ix.symbols.intern(&l.name), ix.symbols.intern(&l.value)))
+            .collect();
+        for &(n, v) in syms.iter() {
+            ix.postings.entry(n).or_default().entry(v).or_default().insert(r);
+        }
+        let s = Arc::new(MemSeries {
+            series_ref: r,
+            syms,
+            wal_defined: AtomicBool::new(false),
+            data: Mutex::new(SeriesData::default()),
+        });
+        ix.series.push(s.clone());
+        ix.by_id.entry(id).or_default().push(r);
+        s
+    }
+
+    /// Appends samples to a series. Any timestamp is accepted; see the module doc for how
+    /// out-of-order samples and repeated timestamps are kept.
+    pub(crate) fn append(&self, s: &MemSeries, samples: impl IntoIterator<Item = Sample>) {
+        let mut d = s.data.lock();
+        let before = d.heap_bytes();
+        let (mut n, mut lo, mut hi) = (0u64, i64::MAX, i64::MIN);
+        for smp in samples {
+            match d.chunk.last() {
+                Some((last_t, _)) if smp.t <= last_t => d.ooo.push(smp),
+                _ if !d.ooo.is_empty() && d.chunk.is_empty() => d.ooo.push(smp),
+                _ => d.chunk.append(smp.t, smp.v),
+            }
+            n += 1;
+            lo = lo.min(smp.t);
+            hi = hi.max(smp.t);
+        }
+        let after = d.heap_bytes();
+        drop(d);
+        if after >= before {
+            self.heap_bytes.fetch_add((after - before) as u64, Ordering::Relaxed);
+        } else {
+            self.heap_bytes.fetch_sub((before - after) as u64, Ordering::Relaxed);
+        }
+        self.samples.fetch_add(n, Ordering::Relaxed);
+        if n > 0 {
+            self.min_t.fetch_min(lo, Ordering::Relaxed);
+            self.max_t.fetch_max(hi, Ordering::Relaxed);
+        }
+    }
+
+    /// Approximate heap bytes of sample data (chunks and out-of-order buffers).
+    pub(crate) fn heap_bytes(&self) -> u64 {
+        self.heap_bytes.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn num_samples(&self) -> u64 {
+        self.samples.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn num_series(&self) -> usize {
+        self.index.read().series.len()
+    }
+
+    /// (min, max) sample timestamps, or None if empty.
+    pub(crate) fn time_range(&self) -> Option<(i64, i64)> {
+        let (lo, hi) = (self.min_t.load(Ordering::Relaxed), self.max_t.load(Ordering::Relaxed));
+        (lo <= hi).then_some((lo, hi))
+    }
+
+    /// Every series with its label set and samples in `[mint, maxt]` (none if empty there), in
+    /// series-number order.
+    pub(crate) fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Vec<(Labels, Vec<Sample>)> {
+        let (series, labels): (Vec<Arc<MemSeries>>, Vec<Labels>) = {
+            let ix = self.index.read();
+            postings::select(&*ix, matchers)
+                .iter()
+                .map(|r| {
+                    let s = ix.series[r as usize].clone();
+                    let l = ix.labels_of(&s);
+                    (s, l)
+                })
+                .unzip()
+        };
+        series
+            .iter()
+            .zip(labels)
+            .filter_map(|(s, l)| {
+                let samples = series_samples(s, mint, maxt);
+                (!samples.is_empty()).then_some((l, samples))
+            })
+            .collect()
+    }
+
+    /// Label sets of the selected series (those with any sample at all).
+    pub(crate) fn series_labels(&self, matchers: &[Matcher]) -> Vec<Labels> {
+        let ix = self.index.read();
+        postings::select(&*ix, matchers)
+            .iter()
+            .map(|r| ix.labels_of(&ix.series[r as usize]))
+            .collect()
+    }
+
+    /// Calls `f` with every series' labels and all its samples, in ascending label order; for
+    /// writing a frozen head out as blocks.
+    pub(crate) fn for_each_series_sorted(
+        &self,
+        mut f: impl FnMut(&Labels, Vec<Sample>) -> crate::Result<()>,
+    ) -> crate::Result<()> {
+        let order: Vec<Arc<MemSeries>> = {
+            let ix = self.index.read();
+            let mut v = ix.series.clone();
+            // same order as `Labels`' `Ord`: pairwise by (name, value)
+            v.sort_by(|a, b| {
+                let (a, b) = (&a.syms, &b.syms);
+                let sym = |&(n, v): &(u32, u32)| (ix.symbols.str(n), ix.symbols.str(v));
+                a.iter().map(sym).cmp(b.iter().map(sym))
+            });
+            v
+        };
+        for s in order {
+            let labels = self.index.read().labels_of(&s);
+            let samples = series_samples(&s, i64::MIN, i64::MAX);
+            if !samples.is_empty() {
+                f(&labels, samples)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Names of all labels in the head.
+    pub(crate) fn label_names(&self) -> Vec<String> {
+        let ix = self.index.read();
+        ix.postings.keys().map(|&n| ix.symbols.str(n).to_string()).collect()
+    }
+
+    /// Values of label `name` in the head.
+    pub(crate) fn label_values(&self, name: &str) -> Vec<String> {
+        let ix = self.index.read();
+        let Some(vals) = ix.symbols.get(name).and_then(|n| ix.postings.get(&n)) else {
+            return Vec::new();
+        };
+        vals.keys().map(|&v| ix.symbols.str(v).to_string()).collect()
+    }
+}
+
+/// The series' samples in `[mint, maxt]`, sorted, one per timestamp (the last written).
+fn series_samples(s: &MemSeries, mint: i64, maxt: i64) -> Vec<Sample> {
+    let d = s.data.lock();
+    let (mut ts, mut vs) = (Vec::with_capacity(d.chunk.len()), Vec::with_capacity(d.chunk.len()));
+    d.chunk.decode_into(&mut ts, &mut vs);
+    let mut out: Vec<Sample> = ts
+        .iter()
+        .zip(&vs)
+        .filter(|(t, _)| (mint..=maxt).contains(*t))
+        .map(|(&t, &v)| Sample::new(t, v))
+        .collect();
+    if d.ooo.is_empty() {
+        return out;
+    }
+    // chunk samples first, then out-of-order ones in write order; a stable sort by timestamp
+    // keeps that order among equal timestamps, so keeping the last of each run is "last wins"
+    out.extend(d.ooo.iter().filter(|s| (mint..=maxt).contains(&s.t)));
+    drop(d);
+    out.sort_by_key(|s| s.t);
+    dedup_last(&mut out);
+    out
+}
+
+/// Keeps, of each run of equal timestamps, the last sample.
+pub(crate) fn dedup_last(v: &mut Vec<Sample>) {
+    if v.len() < 2 {
+        return;
+    }
+    let mut w = 0;
+    for i in 0..v.len() {
+        if i + 1 < v.len() && v[i + 1].t == v[i].t {
+            continue;
+        }
+        v[w] = v[i];
+        w += 1;
+    }
+    v.truncate(w);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ocelli_model::{MatchOp, STALE_NAN};
+
+    fn lbl(pairs: &[(&str, &str)]) -> Labels {
+        Labels::from_pairs(pairs.iter().copied()).unwrap()
+    }
+
+    #[test]
+    fn out_of_order_and_duplicates_last_write_wins() {
+        let h = Head::new();
+        let s = h.get_or_create(&lbl(&[("__name__", "m")]));
+        h.append(&s, [10, 20, 30].map(|t| Sample::new(t, t as f64)));
+        h.append(&s, [Sample::new(5, 0.5), Sample::new(20, 2.0), Sample::new(20, 2.5)]);
+        h.append(&s, [Sample::new(40, STALE_NAN)]);
+        let got = h.select(&[Matcher::equal("__name__", "m")], i64::MIN, i64::MAX);
+        let got: Vec<(i64, u64)> = got[0].1.iter().map(|s| (s.t, s.v.to_bits())).collect();
+        let want: Vec<(i64, u64)> = [(5, 0.5), (10, 10.0), (20, 2.5), (30, 30.0)]
+            .iter()
+            .map(|&(t, v): &(i64, f64)| (t, v.to_bits()))
+            .chain([(40, STALE_NAN.to_bits())])
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn matchers_select_series() {
+        let h = Head::new();
+        for (job, inst) in [("a", "1"), ("a", "2"), ("b", "1")] {
+            let s = h.get_or_create(&lbl(&[("__name__", "up"), ("job", job), ("inst", inst)]));
+            h.append(&s, [Sample::new(1, 1.0)]);
+        }
+        let s = h.get_or_create(&lbl(&[("__name__", "up"), ("job", "c")]));
+        h.append(&s, [Sample::new(1, 1.0)]);
+        let count = |ms: Vec<Matcher>| h.select(&ms, 0, 10).len();
+        let m = |op, n: &str, v: &str| Matcher::new(op, n, v).unwrap();
+        assert_eq!(count(vec![m(MatchOp::Equal, "job", "a")]), 2);
+        assert_eq!(count(vec![m(MatchOp::NotEqual, "job", "a")]), 2);
+        assert_eq!(count(vec![m(MatchOp::Equal, "inst", "")]), 1);
+        assert_eq!(count(vec![m(MatchOp::RegexMatch, "job", "a|b")]), 3);
+        assert_eq!(count(vec![m(MatchOp::RegexNoMatch, "inst", "1")]), 2);
+        assert_eq!(count(vec![m(MatchOp::Equal, "__name__", "up"), m(MatchOp::Equal, "inst", "1")]), 2);
+        assert_eq!(count(vec![m(MatchOp::Equal, "job", "zzz")]), 0);
+        assert_eq!(count(vec![]), 4);
+        // the same labels find the same series
+        assert_eq!(h.num_series(), 4);
+        h.get_or_create(&lbl(&[("job", "c"), ("__name__", "up")]));
+        assert_eq!(h.num_series(), 4);
+    }
+}
