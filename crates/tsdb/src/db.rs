@@ -820,7 +820,8 @@ impl Inner {
     /// Deletes blocks past the age limit (relative to the newest sample stored) and then the
     /// oldest blocks while over the size limit. Call with the maintenance lock held.
     fn retention(&self) -> Result<usize> {
-        let newest = self.stats().max_t.unwrap_or(now_ms());
+        // a sample stamped far in the future must not expire everything else
+        let newest = self.stats().max_t.unwrap_or(i64::MIN).min(now_ms());
         let cutoff = newest.saturating_sub(self.opts.retention_ms);
         let mut doomed: Vec<Arc<Block>> = Vec::new();
         {

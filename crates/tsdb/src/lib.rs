@@ -11,7 +11,7 @@
 //! writes is specified in `docs/format/`.
 
 mod block;
-mod chunkenc;
+pub mod chunkenc;
 mod db;
 mod encoding;
 mod error;
