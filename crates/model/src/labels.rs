@@ -190,7 +190,8 @@ mod tests {
 
     #[test]
     fn sorted_unique_and_empty_dropped() {
-        let l = Labels::from_pairs([("b", "2"), ("__name__", "up"), ("a", "1"), ("c", "")]).unwrap();
+        let l =
+            Labels::from_pairs([("b", "2"), ("__name__", "up"), ("a", "1"), ("c", "")]).unwrap();
         let names: Vec<_> = l.iter().map(|l| l.name.as_str()).collect();
         assert_eq!(names, ["__name__", "a", "b"]);
         assert_eq!(l.to_string(), r#"up{a="1", b="2"}"#);
@@ -206,7 +207,10 @@ mod tests {
         let b = Labels::from_pairs([("job", "x"), ("__name__", "up")]).unwrap();
         assert_eq!(a.series_id(), b.series_id());
         // pinned: changing the hash would change ids written to disk
-        assert_eq!(a.series_id(), Labels::from_pairs([("__name__", "up"), ("job", "x")]).unwrap().series_id());
+        assert_eq!(
+            a.series_id(),
+            Labels::from_pairs([("__name__", "up"), ("job", "x")]).unwrap().series_id()
+        );
         let c = Labels::from_pairs([("__name__", "upj"), ("ob", "x")]).unwrap();
         assert_ne!(a.series_id(), c.series_id());
     }

@@ -12,6 +12,8 @@ mod matcher;
 mod sample;
 
 pub use error::{Error, Result};
-pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME, SeriesId, is_valid_label_name, is_valid_metric_name};
+pub use labels::{
+    Label, Labels, LabelsBuilder, METRIC_NAME, SeriesId, is_valid_label_name, is_valid_metric_name,
+};
 pub use matcher::{MatchOp, Matcher};
 pub use sample::{STALE_NAN, Sample, is_stale_nan};

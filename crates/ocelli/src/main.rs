@@ -1,1 +1,63 @@
-fn main() {}
+//! The `ocelli` binary: one program that is the server (`ocelli server`) and, in later work, the
+//! agent and the command-line client. It parses flags, sets up logging and hands off to the
+//! library crates; it holds no logic of its own.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "ocelli", version, about = "Multi-cloud integrated monitoring")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the monitoring server on embedded storage.
+    Server {
+        /// Configuration file (TOML); see config/server.example.toml.
+        #[arg(long, short = 'c', env = "OCELLI_CONFIG")]
+        config: Option<PathBuf>,
+        /// Address to listen on [default: 127.0.0.1:9747].
+        #[arg(long, env = "OCELLI_LISTEN")]
+        listen: Option<std::net::SocketAddr>,
+        /// Data directory [default: ./data].
+        #[arg(long, env = "OCELLI_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Server { config, listen, data_dir } => {
+            let mut cfg = match &config {
+                Some(p) => ocelli_server::Config::load(p)?,
+                None => ocelli_server::Config::default(),
+            };
+            if let Some(l) = listen {
+                cfg.listen = l;
+            }
+            if let Some(d) = data_dir {
+                cfg.data_dir = d;
+            }
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("ocelli-server")
+                .build()
+                .context("starting the async runtime")?;
+            rt.block_on(ocelli_server::serve(cfg))?;
+        }
+    }
+    Ok(())
+}

@@ -208,6 +208,20 @@ pub(crate) struct Block {
     index: IndexView,
 }
 
+fn file_crc(p: &Path) -> Result<u32> {
+    use std::io::Read;
+    let mut f = File::open(p).io_ctx("open", p)?;
+    let mut h = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).io_ctx("read", p)?;
+        if n == 0 {
+            return Ok(h.finalize());
+        }
+        h.update(&buf[..n]);
+    }
+}
+
 fn map(p: &Path) -> Result<Mmap> {
     let f = File::open(p).io_ctx("open", p)?;
     // SAFETY: block files are immutable once published and only this process (holding the
@@ -220,7 +234,16 @@ impl Block {
     pub(crate) fn open(dir: &Path) -> Result<Block> {
         let invalid = |detail: String| Error::InvalidBlock { path: dir.to_path_buf(), detail };
         let mp = dir.join(BLOCK_META);
-        let meta_bytes = fs::read(&mp).map_err(|e| invalid(format!("cannot read {BLOCK_META}: {e}")))?;
+        // a missing file is damage; any other I/O error (permissions, too many open files) is
+        // not the block's fault and is returned as is, so the block is not quarantined for it
+        let damaged_or_io = |name: &str, e: Error| match e {
+            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                invalid(format!("{name} is missing"))
+            }
+            e => e,
+        };
+        let meta_bytes =
+            fs::read(&mp).io_ctx("read", &mp).map_err(|e| damaged_or_io(BLOCK_META, e))?;
         let meta: BlockMeta = serde_json::from_slice(&meta_bytes)
             .map_err(|e| invalid(format!("{BLOCK_META} does not parse: {e}")))?;
         if meta.format != META_FORMAT {
@@ -228,8 +251,8 @@ impl Block {
         }
         let ip = dir.join(BLOCK_INDEX);
         let cp = dir.join(BLOCK_CHUNKS);
-        let index_map = map(&ip).map_err(|e| invalid(format!("{BLOCK_INDEX}: {e}")))?;
-        let chunks_map = map(&cp).map_err(|e| invalid(format!("{BLOCK_CHUNKS}: {e}")))?;
+        let index_map = map(&ip).map_err(|e| damaged_or_io(BLOCK_INDEX, e))?;
+        let chunks_map = map(&cp).map_err(|e| damaged_or_io(BLOCK_CHUNKS, e))?;
         for (name, m, fm) in
             [(BLOCK_INDEX, &index_map, &meta.index), (BLOCK_CHUNKS, &chunks_map, &meta.chunks)]
         {
@@ -240,7 +263,9 @@ impl Block {
                     fm.size
                 )));
             }
-            let crc = crc32fast::hash(m);
+            // read through the file, not the map: pages touched through a map count as the
+            // process' resident memory for as long as the map lives
+            let crc = file_crc(&dir.join(name)).map_err(|e| damaged_or_io(name, e))?;
             if crc != fm.crc32 {
                 return Err(invalid(format!(
                     "{name} checksum mismatch: computed {crc:08x}, {BLOCK_META} says {:08x}",
@@ -250,6 +275,12 @@ impl Block {
         }
         if chunks_map.len() < 8 || chunks_map[..4] != CHUNKS_MAGIC {
             return Err(invalid(format!("{BLOCK_CHUNKS} has no chunks magic")));
+        }
+        if chunks_map[4..8] != CHUNKS_VERSION.to_le_bytes() {
+            return Err(invalid(format!(
+                "{BLOCK_CHUNKS} has unsupported version {:?}",
+                &chunks_map[4..8]
+            )));
         }
         let index = IndexView::open(&ip, &index_map)?;
         if u64::from(index.num_series()) != meta.num_series {

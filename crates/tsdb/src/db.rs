@@ -7,9 +7,9 @@
 //!
 //! Read priority, for samples of one series at one timestamp: the current head, then heads
 //! being written out, then blocks from the highest sequence number down; the first one holding
-//! the timestamp wins. Blocks are only ever compacted a whole time partition at a time, so a
-//! compacted block never overlaps a block it does not contain, and that order stays "last
-//! written wins".
+//! the timestamp wins. Compaction always merges every block that overlaps the merged time
+//! windows, so a compacted block never overlaps a block it does not contain, and that order
+//! stays "last written wins".
 //!
 //! Maintenance (cut, compaction, retention) runs on one background thread and is serialised by
 //! a mutex; the fsync-interval policy has its own small thread.
@@ -179,7 +179,12 @@ impl Db {
             fs::create_dir_all(d).io_ctx("create dir", d)?;
         }
         let lp = dir.join(LOCK_FILE);
-        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(&lp).io_ctx("open", &lp)?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lp)
+            .io_ctx("open", &lp)?;
         if lock.try_lock().is_err() {
             return Err(Error::Locked(dir));
         }
@@ -191,33 +196,41 @@ impl Db {
         let wal_dir = dir.join(WAL_DIR);
         let mut refs: HashMap<u32, Arc<crate::head::MemSeries>> = HashMap::new();
         let mut replayed = 0u64;
-        let (wal_report, last_segment) = wal::replay(&wal_dir, |payload| {
-            let rec = record::decode(payload)?;
-            for (r, labels) in rec.series {
-                refs.insert(r, head.get_or_create(&labels));
-            }
-            // group consecutive samples of one series
-            let mut i = 0;
-            while i < rec.samples.len() {
-                let r = rec.samples[i].0;
-                let mut j = i;
-                while j < rec.samples.len() && rec.samples[j].0 == r {
-                    j += 1;
-                }
-                let Some(s) = refs.get(&r) else {
+        let (wal_report, last_segment) =
+            wal::replay(&wal_dir, |payload| {
+                let rec = record::decode(payload)?;
+                // check before applying anything, so that a bad record is skipped whole
+                if let Some(&(r, _, _)) = rec.samples.iter().find(|(r, _, _)| {
+                    !refs.contains_key(r) && !rec.series.iter().any(|(d, _)| d == r)
+                }) {
                     return Err(format!("sample for undefined series ref {r}"));
-                };
-                head.append(s, rec.samples[i..j].iter().map(|&(_, t, v)| Sample::new(t, v)));
-                replayed += (j - i) as u64;
-                i = j;
-            }
-            Ok(())
-        })?;
+                }
+                for (r, labels) in rec.series {
+                    refs.insert(r, head.get_or_create(&labels));
+                }
+                // group consecutive samples of one series
+                let mut i = 0;
+                while i < rec.samples.len() {
+                    let r = rec.samples[i].0;
+                    let mut j = i;
+                    while j < rec.samples.len() && rec.samples[j].0 == r {
+                        j += 1;
+                    }
+                    let Some(s) = refs.get(&r) else {
+                        return Err(format!("sample for undefined series ref {r}"));
+                    };
+                    head.append(s, rec.samples[i..j].iter().map(|&(_, t, v)| Sample::new(t, v)));
+                    replayed += (j - i) as u64;
+                    i = j;
+                }
+                Ok(())
+            })?;
         drop(refs);
         report.wal = wal_report;
         report.samples_replayed = replayed;
         report.blocks = blocks.len();
-        let first_segment = wal::list_segments(&wal_dir)?.first().copied().unwrap_or(last_segment + 1);
+        let first_segment =
+            wal::list_segments(&wal_dir)?.first().copied().unwrap_or(last_segment + 1);
         let wal = Wal::create(&wal_dir, last_segment + 1, opts.fsync, opts.wal_segment_bytes)?;
         tracing::info!(
             dir = %dir.display(),
@@ -281,12 +294,24 @@ impl Db {
 
     /// Label sets of series matching `matchers` in blocks overlapping `[mint, maxt]` and in the
     /// head, sorted, at most `limit` (0: no limit).
-    pub fn series(&self, matchers: &[Matcher], mint: i64, maxt: i64, limit: usize) -> Result<Vec<Labels>> {
+    pub fn series(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        limit: usize,
+    ) -> Result<Vec<Labels>> {
         self.inner.series(matchers, mint, maxt, limit)
     }
 
     /// Label names, sorted; with matchers, only of matching series.
-    pub fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64, limit: usize) -> Result<Vec<String>> {
+    pub fn label_names(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        limit: usize,
+    ) -> Result<Vec<String>> {
         self.inner.label_names(matchers, mint, maxt, limit)
     }
 
@@ -381,8 +406,21 @@ fn open_blocks(dir: &Path, report: &mut OpenReport) -> Result<Vec<Arc<Block>>> {
         }
         match Block::open(&p) {
             Ok(b) => blocks.push(Arc::new(b)),
+            // not damage: refuse to start rather than move good data aside
+            Err(e @ Error::Io { .. }) => return Err(e),
             Err(e) => {
-                let line = format!("block {name}: {e}");
+                // say what is being dropped, if the meta is still readable
+                let what = fs::read(p.join(crate::filenames::BLOCK_META))
+                    .ok()
+                    .and_then(|m| serde_json::from_slice::<crate::BlockMeta>(&m).ok())
+                    .map(|m| {
+                        format!(
+                            " ({} series, {} samples, time {}..={} ms)",
+                            m.num_series, m.num_samples, m.min_t, m.max_t
+                        )
+                    })
+                    .unwrap_or_default();
+                let line = format!("block {name}{what}: {e}");
                 tracing::error!(block = %name, error = %e, "moving damaged block to quarantine");
                 quarantine(dir, &p, &name, &e.to_string())?;
                 report.quarantined.push(line);
@@ -390,8 +428,10 @@ fn open_blocks(dir: &Path, report: &mut OpenReport) -> Result<Vec<Arc<Block>>> {
         }
     }
     // a compaction that finished but did not delete its sources
-    let replaced: BTreeSet<u64> = blocks.iter().flat_map(|b| b.meta.sources.iter().copied()).collect();
-    let (gone, keep): (Vec<_>, Vec<_>) = blocks.into_iter().partition(|b| replaced.contains(&b.meta.seq));
+    let replaced: BTreeSet<u64> =
+        blocks.iter().flat_map(|b| b.meta.sources.iter().copied()).collect();
+    let (gone, keep): (Vec<_>, Vec<_>) =
+        blocks.into_iter().partition(|b| replaced.contains(&b.meta.seq));
     for b in gone {
         report.cleaned.push(format!("removed {} (already compacted)", b.dir.display()));
         delete_block_dir(&b.dir)?;
@@ -435,7 +475,10 @@ impl Merger {
         for (l, s) in part {
             self.samples += s.len();
             if self.samples > self.limits.max_samples {
-                return Err(Error::LimitExceeded { what: "samples", limit: self.limits.max_samples });
+                return Err(Error::LimitExceeded {
+                    what: "samples",
+                    limit: self.limits.max_samples,
+                });
             }
             match self.map.get_mut(&l) {
                 Some((v, dirty)) => {
@@ -445,7 +488,10 @@ impl Merger {
                 None => {
                     self.map.insert(l, (s, false));
                     if self.map.len() > self.limits.max_series {
-                        return Err(Error::LimitExceeded { what: "series", limit: self.limits.max_series });
+                        return Err(Error::LimitExceeded {
+                            what: "series",
+                            limit: self.limits.max_series,
+                        });
                     }
                 }
             }
@@ -479,8 +525,9 @@ impl Inner {
             let _a = self.append_lock.lock();
             let head = self.head.read().0.clone();
             let series: Vec<_> = batch.iter().map(|s| head.get_or_create(&s.labels)).collect();
-            let defs: Vec<usize> =
-                (0..batch.len()).filter(|&i| !series[i].wal_defined.load(Ordering::Relaxed)).collect();
+            let defs: Vec<usize> = (0..batch.len())
+                .filter(|&i| !series[i].wal_defined.load(Ordering::Relaxed))
+                .collect();
             let nsamples: usize = batch.iter().map(|s| s.samples.len()).sum();
             let seq = self.wal.enqueue(|buf| {
                 record::encode_batch(
@@ -506,7 +553,13 @@ impl Inner {
         self.wal.commit(seq)
     }
 
-    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64, limits: Limits) -> Result<Vec<SeriesSamples>> {
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        limits: Limits,
+    ) -> Result<Vec<SeriesSamples>> {
         if mint > maxt {
             return Err(Error::InvalidTimeRange { mint, maxt });
         }
@@ -526,11 +579,18 @@ impl Inner {
         // take the head first: a cut in between then shows data twice, never not at all
         let head = self.head.read().0.clone();
         let frozen = self.frozen.read().iter().map(|f| f.head.clone()).collect();
-        let blocks = self.blocks.read().iter().filter(|b| b.overlaps(mint, maxt)).cloned().collect();
+        let blocks =
+            self.blocks.read().iter().filter(|b| b.overlaps(mint, maxt)).cloned().collect();
         (blocks, frozen, head)
     }
 
-    fn series(&self, matchers: &[Matcher], mint: i64, maxt: i64, limit: usize) -> Result<Vec<Labels>> {
+    fn series(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        limit: usize,
+    ) -> Result<Vec<Labels>> {
         if mint > maxt {
             return Err(Error::InvalidTimeRange { mint, maxt });
         }
@@ -545,7 +605,13 @@ impl Inner {
         Ok(truncate(set.into_iter(), limit))
     }
 
-    fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64, limit: usize) -> Result<Vec<String>> {
+    fn label_names(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        limit: usize,
+    ) -> Result<Vec<String>> {
         if !matchers.is_empty() {
             let names: BTreeSet<String> = self
                 .series(matchers, mint, maxt, 0)?
@@ -629,7 +695,8 @@ impl Inner {
             let _m = self.maintenance.lock();
             let head = self.head.read().0.clone();
             let due = head.heap_bytes() >= self.opts.head_max_bytes
-                || (head.num_samples() > 0 && self.last_cut.lock().elapsed() >= self.opts.head_max_age);
+                || (head.num_samples() > 0
+                    && self.last_cut.lock().elapsed() >= self.opts.head_max_age);
             drop(head);
             let res = (|| {
                 if due {
@@ -657,7 +724,10 @@ impl Inner {
                 }
             }
             if let Err(e) = self.wal.sync() {
-                tracing::error!(error = %e, "WAL fsync failed");
+                // after a failed fsync the kernel may have dropped the dirty pages: refuse
+                // further writes rather than acknowledge data that may not reach the disk
+                tracing::error!(error = %e, "WAL fsync failed; refusing writes until restart");
+                self.wal.poison(&e.to_string());
             }
         }
     }
@@ -666,36 +736,45 @@ impl Inner {
     /// blocks (one per time partition) and drops the WAL it no longer needs. Call with the
     /// maintenance lock held.
     fn cut_head(&self) -> Result<()> {
-        let frozen = {
+        // a head whose blocks failed to write earlier goes out first, so that blocks keep
+        // being created in write order
+        self.write_frozen()?;
+        {
             let _a = self.append_lock.lock();
             let next_segment = self.wal.rotate()?;
             let mut h = self.head.write();
-            let (old, first_segment) = std::mem::replace(&mut *h, (Arc::new(Head::new()), next_segment));
-            let f = Arc::new(FrozenHead { head: old, first_segment });
-            self.frozen.write().push(f.clone());
-            f
-        };
+            let (old, first_segment) =
+                std::mem::replace(&mut *h, (Arc::new(Head::new()), next_segment));
+            self.frozen.write().push(Arc::new(FrozenHead { head: old, first_segment }));
+        }
         *self.last_cut.lock() = Instant::now();
-        let t0 = Instant::now();
-        let written = self.write_head_blocks(&frozen.head);
-        match written {
-            Ok(new_blocks) => {
-                let n = new_blocks.len();
-                self.blocks.write().extend(new_blocks);
-                self.frozen.write().retain(|f| !Arc::ptr_eq(f, &frozen));
-                tracing::info!(
-                    blocks = n,
-                    samples = frozen.head.num_samples(),
-                    series = frozen.head.num_series(),
-                    elapsed_ms = t0.elapsed().as_millis() as u64,
-                    "head cut"
-                );
+        self.write_frozen()
+    }
+
+    /// Writes every frozen head out as blocks, oldest first, then deletes the WAL segments no
+    /// head needs any more. On error the head stays frozen (still read, still in the WAL) and
+    /// the next cut retries it before anything else.
+    fn write_frozen(&self) -> Result<()> {
+        loop {
+            let Some(frozen) = self.frozen.read().first().cloned() else { break };
+            let t0 = Instant::now();
+            let new_blocks = self.write_head_blocks(&frozen.head).inspect_err(|e| {
+                tracing::error!(error = %e, "writing head blocks failed; data stays in the WAL and in memory");
+            })?;
+            let n = new_blocks.len();
+            {
+                let mut bl = self.blocks.write();
+                bl.extend(new_blocks);
+                bl.sort_by_key(|b| b.meta.seq);
             }
-            Err(e) => {
-                // stays frozen in memory and in the WAL; retried by no one until restart replays it
-                tracing::error!(error = %e, "writing head blocks failed; data stays in the WAL");
-                return Err(e);
-            }
+            self.frozen.write().retain(|f| !Arc::ptr_eq(f, &frozen));
+            tracing::info!(
+                blocks = n,
+                samples = frozen.head.num_samples(),
+                series = frozen.head.num_series(),
+                elapsed_ms = t0.elapsed().as_millis() as u64,
+                "head written out"
+            );
         }
         let keep_from = {
             let fr = self.frozen.read();
@@ -729,35 +808,63 @@ impl Inner {
             }
             Ok(())
         })?;
-        let mut out = Vec::new();
+        let mut out: Vec<Arc<Block>> = Vec::new();
+        let mut failed = None;
         for (_, w) in writers {
-            if let Some(b) = w.finish(1, Vec::new())? {
-                out.push(Arc::new(b));
+            match w.finish(1, Vec::new()) {
+                Ok(Some(b)) => out.push(Arc::new(b)),
+                Ok(None) => {}
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
             }
+        }
+        if let Some(e) = failed {
+            // all or nothing: the frozen head will be written again as a whole
+            for b in &out {
+                let _ = delete_block_dir(&b.dir);
+            }
+            return Err(e);
         }
         Ok(out)
     }
 
-    /// Merges the blocks of a time partition into one. A partition is merged when it has four
-    /// or more blocks, or two or more once it is older than the newest data by a partition
-    /// width (or always, with `force`). Call with the maintenance lock held.
+    /// Merges blocks. For each window width (the block duration, then six times wider, up
+    /// to a tenth of the retention), blocks whose windows overlap form groups, and a group of
+    /// two or more is merged once all its windows lie a block duration behind the newest data
+    /// (or always, with `force`); at the smallest width four or more blocks are merged
+    /// anyway. A group holds every block overlapping its windows, so the merged block never
+    /// overlaps a block it does not contain. Call with the maintenance lock held.
     fn compact(&self, force: bool) -> Result<usize> {
         let d = self.opts.block_duration_ms;
+        let max_width = (self.opts.retention_ms / 10).max(d);
+        let mut widths = vec![d];
+        while let Some(w) = widths.last().and_then(|w| w.checked_mul(6)).filter(|w| *w <= max_width)
+        {
+            widths.push(w);
+        }
         let mut merges = 0;
-        loop {
-            let blocks = self.blocks.read().clone();
-            let newest = self.stats().max_t.unwrap_or(i64::MIN);
-            let mut parts: BTreeMap<i64, Vec<Arc<Block>>> = BTreeMap::new();
-            for b in blocks {
-                parts.entry(b.meta.min_t.div_euclid(d)).or_default().push(b);
+        'again: loop {
+            if !self.frozen.read().is_empty() {
+                // blocks must be created in write order; the frozen head goes first
+                return Ok(merges);
             }
-            let pick = parts.into_iter().find(|(p, bs)| {
-                let closed = (p + 1).saturating_mul(d) <= newest.saturating_sub(d);
-                bs.len() >= 4 || (bs.len() >= 2 && (force || closed))
-            });
-            let Some((_, group)) = pick else { return Ok(merges) };
-            self.merge_blocks(&group)?;
-            merges += 1;
+            let blocks = self.blocks.read().clone();
+            let newest = self.stats().max_t.unwrap_or(i64::MIN).min(now_ms());
+            for &w in &widths {
+                for (hi_window, group) in overlap_groups(&blocks, w) {
+                    let closed =
+                        hi_window.saturating_add(1).saturating_mul(w) <= newest.saturating_sub(d);
+                    let eligible = force || closed || (w == d && group.len() >= 4);
+                    if group.len() >= 2 && eligible {
+                        self.merge_blocks(&group)?;
+                        merges += 1;
+                        continue 'again;
+                    }
+                }
+            }
+            return Ok(merges);
         }
     }
 
@@ -766,7 +873,7 @@ impl Inner {
         let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
         let mut w = BlockWriter::create(&self.dir.join(BLOCKS_DIR), seq)?;
         // group is sorted by seq (oldest first), which is the merge priority
-        let mut cursors: Vec<(u32, Option<(Labels, Vec<Sample>)>)> = vec![(0, None); group.len()];
+        let mut cursors: Vec<Cursor> = vec![(0, None); group.len()];
         loop {
             for (k, b) in group.iter().enumerate() {
                 let c = &mut cursors[k];
@@ -775,17 +882,19 @@ impl Inner {
                     c.0 += 1;
                 }
             }
-            let Some(min) = cursors.iter().filter_map(|c| c.1.as_ref().map(|x| &x.0)).min().cloned() else {
+            let Some(min) =
+                cursors.iter().filter_map(|c| c.1.as_ref().map(|x| &x.0)).min().cloned()
+            else {
                 break;
             };
             let mut samples = Vec::new();
             let mut parts = 0;
             for c in cursors.iter_mut() {
-                if c.1.as_ref().is_some_and(|x| x.0 == min) {
-                    if let Some((_, s)) = c.1.take() {
-                        samples.extend(s);
-                        parts += 1;
-                    }
+                if c.1.as_ref().is_some_and(|x| x.0 == min)
+                    && let Some((_, s)) = c.1.take()
+                {
+                    samples.extend(s);
+                    parts += 1;
                 }
             }
             if parts > 1 {
@@ -833,7 +942,8 @@ impl Inner {
                 }
                 !old
             });
-            let mut total: u64 = bl.iter().map(|b| b.disk_bytes()).sum::<u64>() + self.wal.disk_bytes();
+            let mut total: u64 =
+                bl.iter().map(|b| b.disk_bytes()).sum::<u64>() + self.wal.disk_bytes();
             while total > self.opts.retention_bytes && !bl.is_empty() {
                 let (i, _) = bl
                     .iter()
@@ -852,6 +962,33 @@ impl Inner {
         Ok(doomed.len())
     }
 }
+
+/// Groups blocks whose `width`-wide windows overlap (interval merging over window numbers);
+/// returns each group, sorted by sequence number, with its last window number.
+fn overlap_groups(blocks: &[Arc<Block>], width: i64) -> Vec<(i64, Vec<Arc<Block>>)> {
+    let mut v: Vec<(i64, i64, Arc<Block>)> = blocks
+        .iter()
+        .map(|b| (b.meta.min_t.div_euclid(width), b.meta.max_t.div_euclid(width), b.clone()))
+        .collect();
+    v.sort_by_key(|x| (x.0, x.1));
+    let mut out: Vec<(i64, Vec<Arc<Block>>)> = Vec::new();
+    for (lo, hi, b) in v {
+        match out.last_mut() {
+            Some((end, g)) if lo <= *end => {
+                *end = (*end).max(hi);
+                g.push(b);
+            }
+            _ => out.push((hi, vec![b])),
+        }
+    }
+    for (_, g) in &mut out {
+        g.sort_by_key(|b| b.meta.seq);
+    }
+    out
+}
+
+/// A merge cursor over one block: next series number, and the series read but not merged yet.
+type Cursor = (u32, Option<(Labels, Vec<Sample>)>);
 
 fn truncate<T>(it: impl Iterator<Item = T>, limit: usize) -> Vec<T> {
     if limit == 0 { it.collect() } else { it.take(limit).collect() }

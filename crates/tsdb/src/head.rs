@@ -95,9 +95,10 @@ impl HeadIndex {
 
     fn same_labels(&self, s: &MemSeries, labels: &Labels) -> bool {
         s.syms.len() == labels.len()
-            && s.syms.iter().zip(labels.iter()).all(|(&(n, v), l)| {
-                self.symbols.str(n) == l.name && self.symbols.str(v) == l.value
-            })
+            && s.syms
+                .iter()
+                .zip(labels.iter())
+                .all(|(&(n, v), l)| self.symbols.str(n) == l.name && self.symbols.str(v) == l.value)
     }
 
     fn find(&self, labels: &Labels, id: u64) -> Option<&Arc<MemSeries>> {
@@ -404,7 +405,10 @@ mod tests {
         assert_eq!(count(vec![m(MatchOp::Equal, "inst", "")]), 1);
         assert_eq!(count(vec![m(MatchOp::RegexMatch, "job", "a|b")]), 3);
         assert_eq!(count(vec![m(MatchOp::RegexNoMatch, "inst", "1")]), 2);
-        assert_eq!(count(vec![m(MatchOp::Equal, "__name__", "up"), m(MatchOp::Equal, "inst", "1")]), 2);
+        assert_eq!(
+            count(vec![m(MatchOp::Equal, "__name__", "up"), m(MatchOp::Equal, "inst", "1")]),
+            2
+        );
         assert_eq!(count(vec![m(MatchOp::Equal, "job", "zzz")]), 0);
         assert_eq!(count(vec![]), 4);
         // the same labels find the same series

@@ -55,7 +55,8 @@ pub(crate) fn decode(payload: &[u8]) -> Result<BatchRecord, String> {
     let nseries = d.uvarint().ok_or_else(|| bad("series count", &d))?;
     let mut rec = BatchRecord::default();
     for _ in 0..nseries {
-        let r = d.uvarint().and_then(|r| u32::try_from(r).ok()).ok_or_else(|| bad("series ref", &d))?;
+        let r =
+            d.uvarint().and_then(|r| u32::try_from(r).ok()).ok_or_else(|| bad("series ref", &d))?;
         let n = d.uvarint().ok_or_else(|| bad("label count", &d))?;
         let mut labels = Vec::new();
         for _ in 0..n {
@@ -71,7 +72,8 @@ pub(crate) fn decode(payload: &[u8]) -> Result<BatchRecord, String> {
     rec.samples.reserve(usize::try_from(nsamples.min(1 << 20)).unwrap_or(0));
     let mut t = 0i64;
     for _ in 0..nsamples {
-        let r = d.uvarint().and_then(|r| u32::try_from(r).ok()).ok_or_else(|| bad("sample ref", &d))?;
+        let r =
+            d.uvarint().and_then(|r| u32::try_from(r).ok()).ok_or_else(|| bad("sample ref", &d))?;
         t = t.wrapping_add(d.varint().ok_or_else(|| bad("sample timestamp", &d))?);
         let v = f64::from_bits(d.u64_le().ok_or_else(|| bad("sample value", &d))?);
         rec.samples.push((r, t, v));

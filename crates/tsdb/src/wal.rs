@@ -59,6 +59,8 @@ pub struct ReplayReport {
     /// (record checksum mismatch), 812 bytes dropped".
     pub truncations: Vec<String>,
     pub bytes_dropped: u64,
+    /// Records with a valid checksum whose content could not be used, one line each.
+    pub skipped: Vec<String>,
 }
 
 struct Pending {
@@ -121,7 +123,16 @@ pub(crate) fn replay(
         if data.len() < SEGMENT_HEADER_LEN || data[..4] != SEGMENT_MAGIC {
             truncate_at = Some((0, "missing or bad segment header".to_string()));
         } else if data[4..8] != SEGMENT_VERSION.to_le_bytes() {
-            truncate_at = Some((0, format!("unsupported segment version {:?}", &data[4..8])));
+            // written by another version of Ocelli: not damage, so never truncate it
+            return Err(Error::Corrupt {
+                what: "WAL segment",
+                path: path.clone(),
+                offset: 4,
+                detail: format!(
+                    "unsupported segment version {:?}; this build reads version {SEGMENT_VERSION}",
+                    &data[4..8]
+                ),
+            });
         } else {
             let mut pos = SEGMENT_HEADER_LEN;
             while pos < data.len() {
@@ -144,18 +155,20 @@ pub(crate) fn replay(
                     truncate_at = Some((pos, "record checksum mismatch".into()));
                     break;
                 }
-                if let Err(e) = f(payload) {
-                    truncate_at = Some((pos, format!("undecodable record: {e}")));
-                    break;
+                match f(payload) {
+                    Ok(()) => report.records += 1,
+                    Err(e) => {
+                        // intact frame, unusable content: skip this record only
+                        tracing::warn!(segment = %rel, offset = pos, error = %e, "skipping WAL record");
+                        report.skipped.push(format!("{rel}: record at byte {pos} skipped: {e}"));
+                    }
                 }
-                report.records += 1;
                 pos = start + len;
             }
         }
         if let Some((at, why)) = truncate_at {
             let dropped = data.len() as u64 - at as u64;
-            let note =
-                format!("{rel}: truncated at byte {at} ({why}), {dropped} bytes dropped");
+            let note = format!("{rel}: truncated at byte {at} ({why}), {dropped} bytes dropped");
             tracing::warn!(segment = %rel, offset = at, dropped, reason = %why, "truncating damaged WAL segment");
             report.truncations.push(note);
             report.bytes_dropped += dropped;
@@ -208,6 +221,11 @@ impl Wal {
             written_seq: AtomicU64::new(0),
             poisoned: Mutex::new(None),
         })
+    }
+
+    /// Refuses all further writes, e.g. after a failed background fsync.
+    pub(crate) fn poison(&self, why: &str) {
+        self.poisoned.lock().get_or_insert_with(|| why.to_string());
     }
 
     fn check_poison(&self) -> Result<()> {

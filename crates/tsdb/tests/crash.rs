@@ -5,6 +5,7 @@
 //!
 //! The child is this same test binary, re-run with `OCELLI_CRASH_CHILD` set, running only
 //! `crash_child`.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 mod common;
 
@@ -120,7 +121,8 @@ fn sigkill_loses_no_acknowledged_sample() {
 
         // reopen and check every acknowledged batch so far
         let db = open(dir.path(), Options { background: false, ..child_opts() });
-        let got = db.select(&[Matcher::equal("__name__", "crash_metric")], i64::MIN, i64::MAX).unwrap();
+        let got =
+            db.select(&[Matcher::equal("__name__", "crash_metric")], i64::MIN, i64::MAX).unwrap();
         assert_eq!(got.len(), SERIES);
         for series in &got {
             let s: usize = series.labels.get("id").unwrap().parse().unwrap();

@@ -1,5 +1,6 @@
 //! Property test: random appends (out of order, repeated timestamps, stale markers) mixed with
 //! head cuts, compactions and restarts always read back exactly what a simple model holds.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 mod common;
 

@@ -1,1 +1,16 @@
-//! placeholder
+//! Pure encode/decode of the wire formats Ocelli speaks: one module per protocol, starting with
+//! Prometheus [`remote_write`] 1.0 (snappy block + protobuf).
+//!
+//! Every function here takes bytes and returns values (or values and returns bytes): no I/O, no
+//! async, no HTTP. Headers, content negotiation and status codes belong to the server; storing
+//! what was decoded belongs to the storage engine. Each decoder is a plain
+//! `fn(&[u8], &Limits) -> Result<_>`, so it can be fuzzed alone, and each one caps the memory a
+//! hostile body can make it allocate. Decoders are all-or-nothing: an error means no partial
+//! result.
+//!
+//! Architecture invariant: this crate depends only on `ocelli-model` among our crates.
+
+mod error;
+pub mod remote_write;
+
+pub use error::{Error, Result};

@@ -130,10 +130,7 @@ impl<'a> BitReader<'a> {
     #[inline]
     fn need(&self, n: u32) -> Result<()> {
         if self.pos + n as usize > self.buf.len() * 8 {
-            return Err(ChunkError::Truncated {
-                wanted_bits: n,
-                at_bit: self.pos,
-            });
+            return Err(ChunkError::Truncated { wanted_bits: n, at_bit: self.pos });
         }
         Ok(())
     }
@@ -154,10 +151,7 @@ impl<'a> BitReader<'a> {
             return Ok(0);
         }
         if n > 64 {
-            return Err(ChunkError::BadField {
-                field: "bit width",
-                value: u64::from(n),
-            });
+            return Err(ChunkError::BadField { field: "bit width", value: u64::from(n) });
         }
         self.need(n)?;
         let byte = self.pos / 8;
@@ -210,10 +204,10 @@ impl<'a> ByteReader<'a> {
     }
 
     pub fn read_u8(&mut self) -> Result<u8> {
-        let b = *self.buf.get(self.pos).ok_or(ChunkError::Truncated {
-            wanted_bits: 8,
-            at_bit: self.pos * 8,
-        })?;
+        let b = *self
+            .buf
+            .get(self.pos)
+            .ok_or(ChunkError::Truncated { wanted_bits: 8, at_bit: self.pos * 8 })?;
         self.pos += 1;
         Ok(b)
     }
@@ -221,9 +215,7 @@ impl<'a> ByteReader<'a> {
     pub fn read_bytes(&mut self, n: usize) -> Result<&'a [u8]> {
         let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len());
         let Some(end) = end else {
-            let wanted = n
-                .saturating_sub(self.buf.len() - self.pos)
-                .saturating_mul(8);
+            let wanted = n.saturating_sub(self.buf.len() - self.pos).saturating_mul(8);
             return Err(ChunkError::Truncated {
                 wanted_bits: u32::try_from(wanted).unwrap_or(u32::MAX),
                 at_bit: self.buf.len() * 8,
@@ -325,17 +317,12 @@ pub fn unpack_ints(r: &mut ByteReader<'_>, n: usize, out: &mut Vec<i64>) -> Resu
             let g = r.read_uvarint()?;
             let width = r.read_u8()?;
             if g == 0 || width > 64 {
-                return Err(ChunkError::BadField {
-                    field: "bit-pack gcd/width",
-                    value: g,
-                });
+                return Err(ChunkError::BadField { field: "bit-pack gcd/width", value: g });
             }
             let width = u32::from(width);
             let bytes = (n as u128 * u128::from(width)).div_ceil(8);
-            let bytes = usize::try_from(bytes).map_err(|_| ChunkError::BadField {
-                field: "bit-pack length",
-                value: u64::MAX,
-            })?;
+            let bytes = usize::try_from(bytes)
+                .map_err(|_| ChunkError::BadField { field: "bit-pack length", value: u64::MAX })?;
             let body = r.read_bytes(bytes)?;
             let mut br = BitReader::new(body);
             out.reserve(n);
@@ -351,10 +338,7 @@ pub fn unpack_ints(r: &mut ByteReader<'_>, n: usize, out: &mut Vec<i64>) -> Resu
             }
         }
         tag => {
-            return Err(ChunkError::UnknownCodec {
-                column: "int pack",
-                tag,
-            });
+            return Err(ChunkError::UnknownCodec { column: "int pack", tag });
         }
     }
     Ok(())

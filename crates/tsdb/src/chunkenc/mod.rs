@@ -51,11 +51,7 @@ pub enum ChunkError {
     #[error("chunk claims {count} samples, more than the limit of {limit}")]
     TooManySamples { count: u64, limit: usize },
     #[error("{column} column decoded {found} samples, header says {expected}")]
-    CountMismatch {
-        column: &'static str,
-        expected: usize,
-        found: usize,
-    },
+    CountMismatch { column: &'static str, expected: usize, found: usize },
     #[error("{extra} unexpected trailing bytes after the {column} column")]
     TrailingBytes { column: &'static str, extra: usize },
     #[error("pco decode of the {column} column failed: {msg}")]
@@ -82,11 +78,7 @@ fn write_chunk(
     out: &mut Vec<u8>,
     values: impl FnOnce(&mut Vec<u8>) -> Option<ValueCodec>,
 ) -> Option<()> {
-    assert!(
-        ts.len() <= MAX_CHUNK_SAMPLES,
-        "chunk of {} samples exceeds limit",
-        ts.len()
-    );
+    assert!(ts.len() <= MAX_CHUNK_SAMPLES, "chunk of {} samples exceeds limit", ts.len());
     let mut tcol = Vec::with_capacity(16);
     let tcodec = timestamps::encode(ts, &mut tcol);
     let mut vcol = Vec::with_capacity(ts.len() * 2);
@@ -112,11 +104,7 @@ fn write_chunk(
 /// `ts` must be strictly increasing and as long as `vs`; panics if the lengths differ or
 /// exceed [`MAX_CHUNK_SAMPLES`].
 pub fn encode_chunk(ts: &[i64], vs: &[f64], out: &mut Vec<u8>) {
-    assert_eq!(
-        ts.len(),
-        vs.len(),
-        "timestamp and value columns differ in length"
-    );
+    assert_eq!(ts.len(), vs.len(), "timestamp and value columns differ in length");
     let _ = write_chunk(ts, out, |col| Some(values::encode_best(vs, col)));
 }
 
@@ -128,14 +116,8 @@ pub fn encode_chunk_with(
     codec: ValueCodec,
     out: &mut Vec<u8>,
 ) -> Option<()> {
-    assert_eq!(
-        ts.len(),
-        vs.len(),
-        "timestamp and value columns differ in length"
-    );
-    write_chunk(ts, out, |col| {
-        values::encode_with(vs, codec, col).map(|()| codec)
-    })
+    assert_eq!(ts.len(), vs.len(), "timestamp and value columns differ in length");
+    write_chunk(ts, out, |col| values::encode_with(vs, codec, col).map(|()| codec))
 }
 
 struct Header<'a> {
@@ -150,25 +132,16 @@ fn parse_header(buf: &[u8]) -> Result<Header<'_>> {
     let mut r = bstream::ByteReader::new(buf);
     let version = r.read_u8()?;
     if version != FORMAT_VERSION {
-        return Err(ChunkError::Version {
-            found: version,
-            supported: FORMAT_VERSION,
-        });
+        return Err(ChunkError::Version { found: version, supported: FORMAT_VERSION });
     }
     let count = r.read_uvarint()?;
     if count > MAX_CHUNK_SAMPLES as u64 {
-        return Err(ChunkError::TooManySamples {
-            count,
-            limit: MAX_CHUNK_SAMPLES,
-        });
+        return Err(ChunkError::TooManySamples { count, limit: MAX_CHUNK_SAMPLES });
     }
     let n = count as usize;
     if n == 0 {
         if !r.remaining().is_empty() {
-            return Err(ChunkError::TrailingBytes {
-                column: "header",
-                extra: r.remaining().len(),
-            });
+            return Err(ChunkError::TrailingBytes { column: "header", extra: r.remaining().len() });
         }
         return Ok(Header {
             n,
@@ -181,18 +154,10 @@ fn parse_header(buf: &[u8]) -> Result<Header<'_>> {
     let tcodec = TsCodec::from_tag(r.read_u8()?)?;
     let vcodec = ValueCodec::from_tag(r.read_u8()?)?;
     let tlen = r.read_uvarint()?;
-    let tlen = usize::try_from(tlen).map_err(|_| ChunkError::BadField {
-        field: "timestamp column length",
-        value: tlen,
-    })?;
+    let tlen = usize::try_from(tlen)
+        .map_err(|_| ChunkError::BadField { field: "timestamp column length", value: tlen })?;
     let tcol = r.read_bytes(tlen)?;
-    Ok(Header {
-        n,
-        tcodec,
-        vcodec,
-        tcol,
-        vcol: r.remaining(),
-    })
+    Ok(Header { n, tcodec, vcodec, tcol, vcol: r.remaining() })
 }
 
 /// Decode a sealed chunk, appending its samples to `ts` and `vs`. On error, the vectors are

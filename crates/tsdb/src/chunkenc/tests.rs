@@ -39,21 +39,14 @@ fn sealed_roundtrip(ts: &[i64], vs: &[f64]) {
     assert_eq!(dt, ts);
     assert_eq!(bits(&dv), bits(vs));
     let chosen = chunk_value_codec(&buf).unwrap();
-    for codec in [
-        ValueCodec::Gorilla,
-        ValueCodec::DecimalDelta,
-        ValueCodec::Pco,
-        ValueCodec::Constant,
-    ] {
+    for codec in
+        [ValueCodec::Gorilla, ValueCodec::DecimalDelta, ValueCodec::Pco, ValueCodec::Constant]
+    {
         let mut b = vec![];
         if encode_chunk_with(ts, vs, codec, &mut b).is_some() {
             assert_eq!(
                 chunk_value_codec(&b).unwrap(),
-                if ts.is_empty() {
-                    ValueCodec::Constant
-                } else {
-                    codec
-                }
+                if ts.is_empty() { ValueCodec::Constant } else { codec }
             );
             let (mut dt, mut dv) = (vec![], vec![]);
             decode_chunk(&b, &mut dt, &mut dv).unwrap_or_else(|e| panic!("{codec:?}: {e}"));
@@ -89,10 +82,7 @@ fn bit_io_roundtrip() {
     assert_eq!(r.read_bits(3).unwrap(), 5);
     assert_eq!(r.read_uvarint().unwrap(), 300);
     let err = r.read_bits(12).unwrap_err().to_string();
-    assert!(
-        err.starts_with("chunk truncated: wanted 12 more bits at bit"),
-        "{err}"
-    );
+    assert!(err.starts_with("chunk truncated: wanted 12 more bits at bit"), "{err}");
 }
 
 #[test]
@@ -180,22 +170,14 @@ fn head_memory_is_compact() {
         h.append(1_794_992_810_000 + i * 10_000, (i % 7) as f64);
     }
     let used = h.as_bytes().len();
-    assert!(
-        h.heap_bytes() <= used + used / 8 + 64,
-        "{} vs {}",
-        h.heap_bytes(),
-        used
-    );
+    assert!(h.heap_bytes() <= used + used / 8 + 64, "{} vs {}", h.heap_bytes(), used);
     assert!(std::mem::size_of::<HeadChunk>() <= 56);
 }
 
 #[test]
 fn error_messages() {
     let e = decode_chunk(&[9], &mut vec![], &mut vec![]).unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "unsupported chunk format version 9 (this build reads 1)"
-    );
+    assert_eq!(e.to_string(), "unsupported chunk format version 9 (this build reads 1)");
     let e = decode_chunk(&[], &mut vec![], &mut vec![]).unwrap_err();
     assert!(e.to_string().starts_with("chunk truncated"));
     let e = decode_chunk(&[1, 0xff, 0xff, 0xff, 0x7f], &mut vec![], &mut vec![]).unwrap_err();
@@ -260,10 +242,7 @@ fn series_strategy() -> impl Strategy<Value = (Vec<i64>, Vec<f64>)> {
                 })
                 .collect::<Vec<_>>();
             // Saturation could repeat i64::MAX; keep strictly increasing by truncating there.
-            let n = ts
-                .windows(2)
-                .position(|w| w[1] <= w[0])
-                .map_or(ts.len(), |p| p + 1);
+            let n = ts.windows(2).position(|w| w[1] <= w[0]).map_or(ts.len(), |p| p + 1);
             (ts[..n].to_vec(), vals[..n].to_vec())
         })
 }

@@ -30,10 +30,7 @@ impl TsCodec {
         match tag {
             0 => Ok(TsCodec::DoD),
             1 => Ok(TsCodec::Pco),
-            _ => Err(ChunkError::UnknownCodec {
-                column: "timestamp",
-                tag,
-            }),
+            _ => Err(ChunkError::UnknownCodec { column: "timestamp", tag }),
         }
     }
 }
@@ -125,11 +122,8 @@ pub fn decode(codec: TsCodec, col: &[u8], n: usize, ts: &mut Vec<i64>) -> Result
             }
         }
         TsCodec::Pco => {
-            let v: Vec<i64> =
-                pco::standalone::simple_decompress(col).map_err(|e| ChunkError::Pco {
-                    column: "timestamp",
-                    msg: e.to_string(),
-                })?;
+            let v: Vec<i64> = pco::standalone::simple_decompress(col)
+                .map_err(|e| ChunkError::Pco { column: "timestamp", msg: e.to_string() })?;
             if v.len() != n {
                 return Err(ChunkError::CountMismatch {
                     column: "timestamp",

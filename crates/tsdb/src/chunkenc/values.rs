@@ -22,9 +22,8 @@ pub const MAX_DECIMAL_EXP: u8 = 12;
 /// Integers beyond 2^53 are not exactly representable as f64; refuse them.
 const MAX_DECIMAL_INT: f64 = 9_007_199_254_740_992.0;
 
-const POW10: [f64; MAX_DECIMAL_EXP as usize + 1] = [
-    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12,
-];
+const POW10: [f64; MAX_DECIMAL_EXP as usize + 1] =
+    [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12];
 
 /// `encode_best` only tries pco from this many samples on: below it pco's fixed cost
 /// (~100 µs per call) buys almost nothing (it won 84 of 60,000 120-sample chunks, see the RFC).
@@ -52,10 +51,7 @@ impl ValueCodec {
             2 => ValueCodec::Pco,
             3 => ValueCodec::Constant,
             _ => {
-                return Err(ChunkError::UnknownCodec {
-                    column: "value",
-                    tag,
-                });
+                return Err(ChunkError::UnknownCodec { column: "value", tag });
             }
         })
     }
@@ -64,10 +60,7 @@ impl ValueCodec {
 /// Smallest k such that every value is exactly `round(v * 10^k) / 10^k`, with the integers.
 /// `None` for NaN, infinities, -0.0, or integers beyond 2^53.
 pub fn decimal_scale(vs: &[f64]) -> Option<(u8, Vec<i64>)> {
-    if vs
-        .iter()
-        .any(|v| !v.is_finite() || (*v == 0.0 && v.is_sign_negative()))
-    {
+    if vs.iter().any(|v| !v.is_finite() || (*v == 0.0 && v.is_sign_negative())) {
         return None;
     }
     'k: for (k, &s) in POW10.iter().enumerate() {
@@ -116,15 +109,11 @@ fn decode_decimal(col: &[u8], n: usize, vs: &mut Vec<f64>) -> Result<()> {
     let mut r = ByteReader::new(col);
     let k = r.read_u8()?;
     let order = r.read_u8()?;
-    let scale = *POW10.get(usize::from(k)).ok_or(ChunkError::BadField {
-        field: "decimal exponent",
-        value: u64::from(k),
-    })?;
+    let scale = *POW10
+        .get(usize::from(k))
+        .ok_or(ChunkError::BadField { field: "decimal exponent", value: u64::from(k) })?;
     if order > 2 || usize::from(order) >= n {
-        return Err(ChunkError::BadField {
-            field: "decimal delta order",
-            value: u64::from(order),
-        });
+        return Err(ChunkError::BadField { field: "decimal delta order", value: u64::from(order) });
     }
     let mut heads = [0i64; 2];
     for h in heads.iter_mut().take(usize::from(order)) {
@@ -143,10 +132,7 @@ fn decode_decimal(col: &[u8], n: usize, vs: &mut Vec<f64>) -> Result<()> {
         level = next;
     }
     if !r.remaining().is_empty() {
-        return Err(ChunkError::TrailingBytes {
-            column: "value",
-            extra: r.remaining().len(),
-        });
+        return Err(ChunkError::TrailingBytes { column: "value", extra: r.remaining().len() });
     }
     vs.extend(level.iter().map(|&m| m as f64 / scale));
     Ok(())
@@ -169,9 +155,7 @@ fn pco_f64(vs: &[f64]) -> Option<Vec<u8>> {
 fn encode_pco(vs: &[f64], decimal: Option<&(u8, Vec<i64>)>, out: &mut Vec<u8>) -> Option<()> {
     let f = pco_f64(vs);
     let d = decimal.and_then(|(k, ints)| {
-        pco::standalone::simple_compress(ints, &pco::ChunkConfig::default())
-            .ok()
-            .map(|p| (*k, p))
+        pco::standalone::simple_compress(ints, &pco::ChunkConfig::default()).ok().map(|p| (*k, p))
     });
     match (f, d) {
         (Some(f), Some((k, d))) if d.len() + 1 < f.len() => {
@@ -193,10 +177,8 @@ fn encode_pco(vs: &[f64], decimal: Option<&(u8, Vec<i64>)>, out: &mut Vec<u8>) -
 
 fn decode_pco(col: &[u8], n: usize, vs: &mut Vec<f64>) -> Result<()> {
     let mut r = ByteReader::new(col);
-    let pco_err = |e: pco::errors::PcoError| ChunkError::Pco {
-        column: "value",
-        msg: e.to_string(),
-    };
+    let pco_err =
+        |e: pco::errors::PcoError| ChunkError::Pco { column: "value", msg: e.to_string() };
     let start = vs.len();
     match r.read_u8()? {
         PCO_F64 => {
@@ -205,35 +187,26 @@ fn decode_pco(col: &[u8], n: usize, vs: &mut Vec<f64>) -> Result<()> {
         }
         PCO_DECIMAL => {
             let k = r.read_u8()?;
-            let scale = *POW10.get(usize::from(k)).ok_or(ChunkError::BadField {
-                field: "decimal exponent",
-                value: u64::from(k),
-            })?;
+            let scale = *POW10
+                .get(usize::from(k))
+                .ok_or(ChunkError::BadField { field: "decimal exponent", value: u64::from(k) })?;
             let v: Vec<i64> = pco::standalone::simple_decompress(r.remaining()).map_err(pco_err)?;
             vs.extend(v.iter().map(|&m| m as f64 / scale));
         }
         tag => {
-            return Err(ChunkError::UnknownCodec {
-                column: "pco value",
-                tag,
-            });
+            return Err(ChunkError::UnknownCodec { column: "pco value", tag });
         }
     }
     let found = vs.len() - start;
     if found != n {
         vs.truncate(start);
-        return Err(ChunkError::CountMismatch {
-            column: "value",
-            expected: n,
-            found,
-        });
+        return Err(ChunkError::CountMismatch { column: "value", expected: n, found });
     }
     Ok(())
 }
 
 fn is_constant(vs: &[f64]) -> bool {
-    vs.first()
-        .is_some_and(|f| vs.iter().all(|v| v.to_bits() == f.to_bits()))
+    vs.first().is_some_and(|f| vs.iter().all(|v| v.to_bits() == f.to_bits()))
 }
 
 /// Encode `vs` with one codec; `None` if that codec cannot represent the values exactly.
@@ -313,13 +286,9 @@ pub fn decode(codec: ValueCodec, col: &[u8], n: usize, vs: &mut Vec<f64>) -> Res
             let mut r = ByteReader::new(col);
             let v = match r.read_u8()? {
                 CONST_RAW => {
-                    let b: [u8; 8] =
-                        r.read_bytes(8)?
-                            .try_into()
-                            .map_err(|_| ChunkError::BadField {
-                                field: "constant value length",
-                                value: 0,
-                            })?;
+                    let b: [u8; 8] = r.read_bytes(8)?.try_into().map_err(|_| {
+                        ChunkError::BadField { field: "constant value length", value: 0 }
+                    })?;
                     f64::from_bits(u64::from_le_bytes(b))
                 }
                 k => {

@@ -30,11 +30,7 @@ pub struct XorState {
 
 impl XorState {
     pub fn new(first: u64) -> Self {
-        XorState {
-            prev: first,
-            leading: NO_WINDOW,
-            trailing: 0,
-        }
+        XorState { prev: first, leading: NO_WINDOW, trailing: 0 }
     }
 
     /// Append one value (not the first; that one is written raw as 64 bits).
@@ -77,12 +73,7 @@ pub struct XorReader {
 
 impl XorReader {
     pub fn new(first: u64) -> Self {
-        XorReader {
-            prev: first,
-            leading: 0,
-            sig: 0,
-            have_window: false,
-        }
+        XorReader { prev: first, leading: 0, sig: 0, have_window: false }
     }
 
     #[inline]
@@ -105,10 +96,7 @@ impl XorReader {
             self.sig = sig;
             self.have_window = true;
         } else if !self.have_window {
-            return Err(ChunkError::BadField {
-                field: "xor reuse without window",
-                value: 0,
-            });
+            return Err(ChunkError::BadField { field: "xor reuse without window", value: 0 });
         }
         let bits = r.read_bits(self.sig)?;
         let trailing = 64 - self.leading - self.sig;
@@ -238,11 +226,8 @@ impl HeadChunk {
                 } else {
                     write_dod(&mut w, delta.wrapping_sub(self.last_delta));
                 }
-                let mut st = XorState {
-                    prev: self.last_v,
-                    leading: self.leading,
-                    trailing: self.trailing,
-                };
+                let mut st =
+                    XorState { prev: self.last_v, leading: self.leading, trailing: self.trailing };
                 st.write(&mut w, bits);
                 self.leading = st.leading;
                 self.trailing = st.trailing;

@@ -1,4 +1,5 @@
 //! Helpers shared by the storage engine's integration tests.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -12,7 +13,12 @@ pub fn labels(pairs: &[(&str, &str)]) -> Labels {
 
 /// Options for tests: no background thread, small partitions.
 pub fn test_opts() -> Options {
-    Options { background: false, block_duration_ms: 1000, retention_ms: i64::MAX / 4, ..Options::default() }
+    Options {
+        background: false,
+        block_duration_ms: 1000,
+        retention_ms: i64::MAX / 4,
+        ..Options::default()
+    }
 }
 
 pub fn open(dir: &std::path::Path, opts: Options) -> Db {
@@ -32,7 +38,12 @@ pub fn apply(model: &mut Model, batch: &[SeriesSamples]) {
 }
 
 /// What `select` should return according to the model.
-pub fn expected(model: &Model, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<(Labels, Vec<(i64, u64)>)> {
+pub fn expected(
+    model: &Model,
+    matchers: &[Matcher],
+    mint: i64,
+    maxt: i64,
+) -> Vec<(Labels, Vec<(i64, u64)>)> {
     model
         .iter()
         .filter(|(l, _)| matchers.iter().all(|m| m.matches(l.get(&m.name).unwrap_or(""))))

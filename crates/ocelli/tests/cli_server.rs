@@ -1,0 +1,99 @@
+//! `ocelli server --listen ADDR --data-dir DIR` as a real process: it opens the storage engine,
+//! serves, takes a remote_write, shuts down cleanly on SIGTERM, and serves the data again after
+//! a restart. A bad config file is refused with the file and the reason.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ocelli_model::{Labels, Sample};
+use ocelli_wire::remote_write::{self, DecodedSeries};
+
+fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .ok()?;
+    s.write_all(body).ok()?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).ok()?;
+    let text = String::from_utf8_lossy(&resp).to_string();
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, text.split_once("\r\n\r\n").map(|x| x.1.to_string()).unwrap_or_default()))
+}
+
+fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+fn start(addr: SocketAddr, dir: &std::path::Path) -> Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_ocelli"))
+        .args(["server", "--listen", &addr.to_string(), "--data-dir"])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while http(addr, "GET", "/-/ready", b"").map(|r| r.0) != Some(200) {
+        assert!(t0.elapsed() < Duration::from_secs(30), "server did not become ready");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+fn sigterm(mut child: Child) {
+    let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "server exited with {status}");
+}
+
+fn head_samples(addr: SocketAddr) -> u64 {
+    let (_, body) = http(addr, "GET", "/api/v1/status/tsdb", b"").unwrap();
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["data"]["headSamples"].as_u64().unwrap() + v["data"]["blockSamples"].as_u64().unwrap()
+}
+
+#[test]
+fn server_serves_stores_and_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let child = start(addr, dir.path());
+    assert!(dir.path().join("wal").is_dir(), "storage engine not opened in the data dir");
+    let s = DecodedSeries {
+        labels: Labels::from_pairs([("__name__", "up"), ("job", "x")]).unwrap(),
+        samples: (0..42).map(|i| Sample::new(i * 1000, 1.0)).collect(),
+    };
+    let body = remote_write::encode(&[s]).unwrap();
+    assert_eq!(http(addr, "POST", "/api/v1/write", &body).unwrap().0, 204);
+    assert_eq!(head_samples(addr), 42);
+    sigterm(child);
+
+    let child = start(addr, dir.path());
+    assert_eq!(head_samples(addr), 42, "samples lost across restart");
+    sigterm(child);
+}
+
+#[test]
+fn bad_config_file_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(&cfg, "[storage]\nretention = \"forever\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ocelli"))
+        .args(["server", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.toml") && err.contains("storage.retention: invalid duration"),
+        "{err}"
+    );
+}

@@ -1,0 +1,189 @@
+//! The server's configuration file (TOML) and its defaults. `config/server.example.toml` in the
+//! repository documents every field and is parsed by a test, so it cannot drift from this.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::{Error, Result};
+
+/// The default listen address. 9747 clashes with none of Prometheus (9090), Alertmanager (9093),
+/// node_exporter (9100) or VictoriaMetrics (8428).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9747";
+pub const DEFAULT_DATA_DIR: &str = "./data";
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to serve HTTP on.
+    pub listen: SocketAddr,
+    /// Where the storage engine keeps its files.
+    pub data_dir: PathBuf,
+    pub storage: StorageConfig,
+    pub ingest: IngestConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: DEFAULT_LISTEN
+                .parse()
+                .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 9747))),
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            storage: StorageConfig::default(),
+            ingest: IngestConfig::default(),
+        }
+    }
+}
+
+/// Storage engine settings; see `ocelli_tsdb::Options` for what each does.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// "always", "never", or an interval like "1s" / "200ms" (the default is "1s").
+    pub wal_fsync: String,
+    /// Retention by age, e.g. "15d", "36h".
+    pub retention: String,
+    /// Retention by size in bytes (blocks + WAL).
+    pub retention_bytes: u64,
+    /// Cut the in-memory head into blocks once its sample data reaches this many bytes.
+    pub head_max_bytes: u64,
+    /// Width of block time partitions, e.g. "2h".
+    pub block_duration: String,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        let o = ocelli_tsdb::Options::default();
+        StorageConfig {
+            wal_fsync: "1s".into(),
+            retention: "15d".into(),
+            retention_bytes: o.retention_bytes,
+            head_max_bytes: o.head_max_bytes,
+            block_duration: "2h".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Largest request body accepted, in bytes (compressed size).
+    pub max_body_bytes: usize,
+    /// Largest decompressed body accepted, in bytes.
+    pub max_decompressed_bytes: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig { max_body_bytes: 16 << 20, max_decompressed_bytes: 64 << 20 }
+    }
+}
+
+/// Parses durations like `15d`, `36h`, `5m`, `30s`, `250ms`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let ms = match unit {
+        "ms" => n,
+        "s" => n.checked_mul(1000)?,
+        "m" => n.checked_mul(60_000)?,
+        "h" => n.checked_mul(3_600_000)?,
+        "d" => n.checked_mul(86_400_000)?,
+        "w" => n.checked_mul(604_800_000)?,
+        "y" => n.checked_mul(31_536_000_000)?,
+        _ => return None,
+    };
+    Some(Duration::from_millis(ms))
+}
+
+impl Config {
+    /// Reads a config file; errors name the file and, for syntax errors, the line.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
+            path: path.display().to_string(),
+            detail: e.to_string(),
+        })?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    pub fn parse(text: &str, origin: &str) -> Result<Config> {
+        let c: Config = toml::from_str(text).map_err(|e| Error::Config {
+            path: origin.into(),
+            detail: e.to_string().trim().to_string(),
+        })?;
+        c.storage_options().map_err(|detail| Error::Config { path: origin.into(), detail })?;
+        Ok(c)
+    }
+
+    /// The storage engine options this config asks for.
+    pub fn storage_options(&self) -> std::result::Result<ocelli_tsdb::Options, String> {
+        let s = &self.storage;
+        let dur = |field: &str, v: &str| {
+            parse_duration(v).filter(|d| !d.is_zero()).ok_or_else(|| {
+                format!("storage.{field}: invalid duration {v:?} (use e.g. 15d, 2h, 500ms)")
+            })
+        };
+        let fsync = match s.wal_fsync.as_str() {
+            "always" => ocelli_tsdb::FsyncPolicy::Always,
+            "never" => ocelli_tsdb::FsyncPolicy::Never,
+            v => ocelli_tsdb::FsyncPolicy::Interval(dur("wal_fsync", v)?),
+        };
+        Ok(ocelli_tsdb::Options {
+            fsync,
+            retention_ms: dur("retention", &s.retention)?.as_millis() as i64,
+            retention_bytes: s.retention_bytes,
+            head_max_bytes: s.head_max_bytes,
+            block_duration_ms: dur("block_duration", &s.block_duration)?.as_millis() as i64,
+            ..ocelli_tsdb::Options::default()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_parses_and_matches_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/server.example.toml");
+        let c = Config::load(&path).unwrap();
+        let d = Config::default();
+        assert_eq!(c.listen, d.listen);
+        assert_eq!(c.data_dir, d.data_dir);
+        assert_eq!(c.storage.wal_fsync, d.storage.wal_fsync);
+        assert_eq!(c.storage.retention, d.storage.retention);
+        assert_eq!(c.storage.retention_bytes, d.storage.retention_bytes);
+        assert_eq!(c.storage.head_max_bytes, d.storage.head_max_bytes);
+        assert_eq!(c.storage.block_duration, d.storage.block_duration);
+        assert_eq!(c.ingest.max_body_bytes, d.ingest.max_body_bytes);
+        assert_eq!(c.ingest.max_decompressed_bytes, d.ingest.max_decompressed_bytes);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = Config::parse("[storage]\nretention = \"15 days\"\n", "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "config x.toml: storage.retention: invalid duration \"15 days\" (use e.g. 15d, 2h, 500ms)"
+        );
+        let e = Config::parse("listen = 3\n", "x.toml").unwrap_err().to_string();
+        assert!(e.starts_with("config x.toml: TOML parse error at line 1"), "{e}");
+        let e = Config::parse("[storage]\nbogus = 1\n", "x.toml").unwrap_err().to_string();
+        assert!(e.contains("unknown field `bogus`"), "{e}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("15d"), Some(Duration::from_secs(15 * 86400)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1.5h"), None);
+        assert_eq!(parse_duration("h"), None);
+    }
+}

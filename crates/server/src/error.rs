@@ -1,0 +1,59 @@
+//! The server's error type and its one mapping to an HTTP status plus a Prometheus-style
+//! `errorType` (`bad_data`, `execution`, `unavailable`, `internal`).
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("config {path}: {detail}")]
+    Config { path: String, detail: String },
+    #[error("storage: {0}")]
+    Storage(#[from] ocelli_tsdb::Error),
+    #[error("{0}")]
+    BadData(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// HTTP status and Prometheus `errorType`.
+    pub fn status(&self) -> (StatusCode, &'static str) {
+        use ocelli_tsdb::Error as S;
+        match self {
+            Error::BadData(_) | Error::Config { .. } => (StatusCode::BAD_REQUEST, "bad_data"),
+            Error::Storage(S::InvalidSeries(_) | S::InvalidTimeRange { .. }) => {
+                (StatusCode::BAD_REQUEST, "bad_data")
+            }
+            Error::Storage(S::LimitExceeded { .. }) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "execution")
+            }
+            Error::Storage(S::Closed | S::WalPoisoned(_)) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+            }
+            Error::Storage(_) | Error::Listen { .. } | Error::Internal(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            }
+        }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let (code, kind) = self.status();
+        if code.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        let body =
+            serde_json::json!({ "status": "error", "errorType": kind, "error": self.to_string() });
+        (code, axum::Json(body)).into_response()
+    }
+}

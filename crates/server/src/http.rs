@@ -1,0 +1,175 @@
+//! The HTTP surface: routes, handlers, start-up and graceful shutdown.
+//!
+//! Routes today: `GET /-/healthy`, `GET /-/ready`, `GET /api/v1/status/tsdb` (engine figures),
+//! `POST /api/v1/admin/flush` (cut the head into blocks and compact; used by benchmarks and
+//! before backups) and `POST /api/v1/write` (Prometheus remote_write 1.0). A remote_write
+//! request is decoded whole before anything is stored, so a malformed one stores nothing.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use ocelli_tsdb::{Db, SeriesSamples};
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::{Config, Error, Result};
+
+#[derive(Clone)]
+struct AppState {
+    db: Arc<Db>,
+    limits: ocelli_wire::remote_write::Limits,
+}
+
+/// A running server: its bound address and a handle to stop it.
+#[derive(Debug)]
+pub struct Server {
+    pub addr: SocketAddr,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<()>>,
+}
+
+impl Server {
+    /// Opens storage, binds the listen address and starts serving in the background.
+    pub async fn start(config: Config) -> Result<Server> {
+        let opts = config
+            .storage_options()
+            .map_err(|detail| Error::Config { path: "storage".into(), detail })?;
+        let dir = config.data_dir.clone();
+        let (db, report) = tokio::task::spawn_blocking(move || Db::open(&dir, opts))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))??;
+        for line in report.wal.truncations.iter().chain(&report.quarantined) {
+            tracing::warn!("{line}");
+        }
+        let db = Arc::new(db);
+        let state = AppState {
+            db: db.clone(),
+            limits: ocelli_wire::remote_write::Limits {
+                max_body_bytes: config.ingest.max_body_bytes,
+                max_decompressed_bytes: config.ingest.max_decompressed_bytes,
+            },
+        };
+        let app = router(state, config.ingest.max_body_bytes);
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| Error::Listen { addr: config.listen.to_string(), source })?;
+        let addr = listener.local_addr().map_err(|e| Error::Internal(e.to_string()))?;
+        tracing::info!(%addr, data_dir = %config.data_dir.display(), "serving");
+        let (shutdown, mut rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                })
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))?;
+            // last reference: closing syncs the WAL
+            drop(db);
+            Ok(())
+        });
+        Ok(Server { addr, shutdown, task })
+    }
+
+    /// Stops accepting requests, finishes the ones in flight, and closes storage.
+    pub async fn stop(self) -> Result<()> {
+        let _ = self.shutdown.send(true);
+        self.task.await.map_err(|e| Error::Internal(e.to_string()))?
+    }
+}
+
+/// Runs the server until SIGINT or SIGTERM.
+pub async fn serve(config: Config) -> Result<()> {
+    let server = Server::start(config).await?;
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    server.stop().await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn router(state: AppState, max_body: usize) -> Router {
+    Router::new()
+        .route("/-/healthy", get(|| async { "Ocelli is Healthy.\n" }))
+        .route("/-/ready", get(|| async { "Ocelli is Ready.\n" }))
+        .route("/api/v1/status/tsdb", get(tsdb_status))
+        .route("/api/v1/admin/flush", post(flush))
+        .route("/api/v1/write", post(remote_write))
+        // the decoder checks the limit itself with a precise message; this only stops reading
+        .layer(DefaultBodyLimit::max(max_body.saturating_add(1)))
+        .with_state(state)
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::Internal(e.to_string()))?
+}
+
+async fn tsdb_status(State(st): State<AppState>) -> Result<impl IntoResponse> {
+    let s = blocking(move || Ok(st.db.stats())).await?;
+    Ok(axum::Json(json!({
+        "status": "success",
+        "data": {
+            "headSeries": s.head_series,
+            "headSamples": s.head_samples,
+            "headBytes": s.head_bytes,
+            "frozenHeads": s.frozen_heads,
+            "blocks": s.blocks,
+            "blockSamples": s.block_samples,
+            "blockBytes": s.block_bytes,
+            "walBytes": s.wal_bytes,
+            "minTime": s.min_t,
+            "maxTime": s.max_t,
+        }
+    })))
+}
+
+async fn flush(State(st): State<AppState>) -> Result<impl IntoResponse> {
+    blocking(move || {
+        st.db.flush()?;
+        st.db.compact()?;
+        Ok(())
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn remote_write(State(st): State<AppState>, body: Bytes) -> Result<impl IntoResponse> {
+    blocking(move || {
+        let series = ocelli_wire::remote_write::decode(&body, &st.limits)
+            .map_err(|e| Error::BadData(e.to_string()))?;
+        let batch: Vec<SeriesSamples> = series
+            .into_iter()
+            .filter(|s| !s.samples.is_empty())
+            .map(|s| SeriesSamples { labels: s.labels, samples: s.samples })
+            .collect();
+        st.db.append(&batch)?;
+        Ok(())
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

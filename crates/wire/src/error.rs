@@ -1,0 +1,31 @@
+//! The wire crate's error type. Every variant says which stage of decoding failed and, for a
+//! bad series, which series (`timeseries[3]`), so that a 400 response alone explains itself.
+
+/// What was wrong with a request body.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("remote write body is {len} bytes, over the limit of {max} bytes")]
+    BodyTooLarge { len: usize, max: usize },
+    #[error("remote write body: {source}")]
+    Snappy {
+        #[source]
+        source: snap::Error,
+    },
+    #[error("remote write body decompresses to {len} bytes, over the limit of {max} bytes")]
+    DecompressedTooLarge { len: u64, max: usize },
+    #[error("remote write body: {source}")]
+    Protobuf {
+        #[source]
+        source: prost::DecodeError,
+    },
+    #[error("timeseries[{index}]: {source}")]
+    InvalidSeries {
+        index: usize,
+        #[source]
+        source: ocelli_model::Error,
+    },
+    #[error("remote write request encodes to {len} bytes, more than one snappy block can hold")]
+    EncodeTooLarge { len: usize },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
