@@ -5,6 +5,12 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+
+/// mimalloc returns freed memory to the system more readily than glibc's per-thread arenas,
+/// which keeps the server's resident memory close to what it actually holds (measured in the
+/// storage benchmark).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]

@@ -24,6 +24,10 @@ use std::time::Instant;
 use ocelli_model::Matcher;
 use ocelli_tsdb::{Db, Options, SeriesSamples};
 
+/// The same allocator as the `ocelli` binary, so memory figures match the server's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn proc_status(field: &str) -> u64 {
     let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     s.lines()

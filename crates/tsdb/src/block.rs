@@ -160,7 +160,7 @@ impl BlockWriter {
         let file = chunks.into_inner().map_err(|e| e.into_error()).io_ctx("write", &p)?;
         file.sync_all().io_ctx("fsync", &p)?;
         let num_series = index.num_series() as u64;
-        let ibuf = index.finish();
+        let ibuf = index.finish()?;
         let p = tmp.join(BLOCK_INDEX);
         write_synced(&p, &ibuf)?;
         let meta = BlockMeta {

@@ -2,9 +2,9 @@
 //!
 //! It holds one [`MemSeries`] per label set, found by series id (a hash; label sets are
 //! compared on a match), an inverted index from interned label pairs to series numbers, and
-//! per series an appendable compressed chunk plus a small buffer for samples that arrive out
-//! of order or repeat a timestamp. Reading a series merges the two so that the last written
-//! value wins for each timestamp.
+//! per series: sealed compressed chunks of 120 samples, one appendable Gorilla chunk, and a
+//! small buffer for samples that arrive out of order or repeat a timestamp. Reading a series
+//! merges them so that the last written value wins for each timestamp.
 //!
 //! A head lives for one WAL generation. When it is cut, the engine freezes it (it is still
 //! read by queries), starts a fresh head, writes the frozen one out as blocks and drops it, so
@@ -33,17 +33,61 @@ pub(crate) struct MemSeries {
     data: Mutex<SeriesData>,
 }
 
-#[derive(Debug, Default)]
+/// In-order samples are appended to an open Gorilla chunk; every [`HEAD_CHUNK_SAMPLES`] the
+/// open chunk is sealed (re-encoded with the block codecs, about a third of the size) so the
+/// head holds more samples per byte.
+pub(crate) const HEAD_CHUNK_SAMPLES: usize = 120;
+
+/// A sealed head chunk: its time range and `chunkenc::encode_chunk` bytes.
+#[derive(Debug)]
+struct SealedChunk {
+    min_t: i64,
+    max_t: i64,
+    data: Box<[u8]>,
+}
+
+#[derive(Debug)]
 struct SeriesData {
+    sealed: Vec<SealedChunk>,
     chunk: HeadChunk,
-    /// Samples with a timestamp at or before the chunk's last one, in write order; they win
-    /// over the chunk, and later entries over earlier ones.
+    /// Timestamp of the last in-order sample (sealed or open), `i64::MIN` if none.
+    last_t: i64,
+    /// Samples with a timestamp at or before `last_t`, in write order; they win over the
+    /// chunks, and later entries over earlier ones.
     ooo: Vec<Sample>,
+}
+
+impl Default for SeriesData {
+    fn default() -> Self {
+        SeriesData {
+            sealed: Vec::new(),
+            chunk: HeadChunk::new(),
+            last_t: i64::MIN,
+            ooo: Vec::new(),
+        }
+    }
 }
 
 impl SeriesData {
     fn heap_bytes(&self) -> usize {
-        self.chunk.heap_bytes() + self.ooo.capacity() * std::mem::size_of::<Sample>()
+        self.chunk.heap_bytes()
+            + self.ooo.capacity() * std::mem::size_of::<Sample>()
+            + self.sealed.capacity() * std::mem::size_of::<SealedChunk>()
+            + self.sealed.iter().map(|c| c.data.len()).sum::<usize>()
+    }
+
+    fn seal(&mut self, ts: &mut Vec<i64>, vs: &mut Vec<f64>) {
+        ts.clear();
+        vs.clear();
+        self.chunk.decode_into(ts, vs);
+        let (Some(&min_t), Some(&max_t)) = (ts.first(), ts.last()) else { return };
+        let mut buf = Vec::new();
+        crate::chunkenc::encode_chunk(ts, vs, &mut buf);
+        if self.sealed.len() == self.sealed.capacity() {
+            self.sealed.reserve_exact(self.sealed.len().max(2));
+        }
+        self.sealed.push(SealedChunk { min_t, max_t, data: buf.into_boxed_slice() });
+        self.chunk = HeadChunk::new();
     }
 }
 
@@ -200,11 +244,16 @@ impl Head {
         let mut d = s.data.lock();
         let before = d.heap_bytes();
         let (mut n, mut lo, mut hi) = (0u64, i64::MAX, i64::MIN);
+        let (mut ts, mut vs) = (Vec::new(), Vec::new());
         for smp in samples {
-            match d.chunk.last() {
-                Some((last_t, _)) if smp.t <= last_t => d.ooo.push(smp),
-                _ if !d.ooo.is_empty() && d.chunk.is_empty() => d.ooo.push(smp),
-                _ => d.chunk.append(smp.t, smp.v),
+            if smp.t <= d.last_t {
+                d.ooo.push(smp);
+            } else {
+                d.chunk.append(smp.t, smp.v);
+                d.last_t = smp.t;
+                if d.chunk.len() >= HEAD_CHUNK_SAMPLES {
+                    d.seal(&mut ts, &mut vs);
+                }
             }
             n += 1;
             lo = lo.min(smp.t);
@@ -327,7 +376,22 @@ impl Head {
 /// The series' samples in `[mint, maxt]`, sorted, one per timestamp (the last written).
 fn series_samples(s: &MemSeries, mint: i64, maxt: i64) -> Vec<Sample> {
     let d = s.data.lock();
-    let (mut ts, mut vs) = (Vec::with_capacity(d.chunk.len()), Vec::with_capacity(d.chunk.len()));
+    let (mut ts, mut vs) = (Vec::new(), Vec::new());
+    let (mut cts, mut cvs) = (Vec::new(), Vec::new());
+    for c in d.sealed.iter().filter(|c| c.min_t <= maxt && mint <= c.max_t) {
+        cts.clear();
+        cvs.clear();
+        match crate::chunkenc::decode_chunk(&c.data, &mut cts, &mut cvs) {
+            Ok(()) => {
+                ts.extend_from_slice(&cts);
+                vs.extend_from_slice(&cvs);
+            }
+            // sealed by this process; failing to decode would be a codec bug, not bad input
+            Err(e) => {
+                tracing::error!(error = %e, "head chunk does not decode; its samples are skipped")
+            }
+        }
+    }
     d.chunk.decode_into(&mut ts, &mut vs);
     let mut out: Vec<Sample> = ts
         .iter()
@@ -338,8 +402,9 @@ fn series_samples(s: &MemSeries, mint: i64, maxt: i64) -> Vec<Sample> {
     if d.ooo.is_empty() {
         return out;
     }
-    // chunk samples first, then out-of-order ones in write order; a stable sort by timestamp
-    // keeps that order among equal timestamps, so keeping the last of each run is "last wins"
+    // in-order samples first, then out-of-order ones in write order; a stable sort by
+    // timestamp keeps that order among equal timestamps, so keeping the last of each run is
+    // "last write wins"
     out.extend(d.ooo.iter().filter(|s| (mint..=maxt).contains(&s.t)));
     drop(d);
     out.sort_by_key(|s| s.t);
@@ -387,6 +452,26 @@ mod tests {
             .chain([(40, STALE_NAN.to_bits())])
             .collect();
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn sealed_chunks_read_back_with_out_of_order_overrides() {
+        let h = Head::new();
+        let s = h.get_or_create(&lbl(&[("__name__", "m")]));
+        let n = HEAD_CHUNK_SAMPLES as i64 * 3 + 7;
+        h.append(&s, (0..n).map(|i| Sample::new(i * 10, (i % 13) as f64 * 0.25)));
+        // overwrite one sample inside a sealed chunk, and add one before everything
+        h.append(&s, [Sample::new(500, -1.0), Sample::new(-10, 9.0)]);
+        assert_eq!(s.data.lock().sealed.len(), 3);
+        let got = &h.select(&[], i64::MIN, i64::MAX)[0].1;
+        assert_eq!(got.len() as i64, n + 1);
+        assert_eq!(got[0], Sample::new(-10, 9.0));
+        assert_eq!(got[51], Sample::new(500, -1.0));
+        assert_eq!(got[200], Sample::new(1990, (199 % 13) as f64 * 0.25));
+        // a range inside one sealed chunk
+        let part = &h.select(&[], 1205, 1400)[0].1;
+        assert_eq!(part.first().map(|s| s.t), Some(1210));
+        assert_eq!(part.len(), 20);
     }
 
     #[test]

@@ -13,12 +13,14 @@ use std::path::{Path, PathBuf};
 use ocelli_model::{Label, Labels};
 use roaring::RoaringBitmap;
 
-use crate::encoding::{Decoder, put_bytes, put_uvarint, put_varint};
+use crate::encoding::{Decoder, put_bytes, put_uvarint};
 use crate::error::{Error, Result};
 use crate::postings::IndexReader;
 
 pub(crate) const INDEX_MAGIC: [u8; 4] = *b"OCIX";
 pub(crate) const INDEX_VERSION: u32 = 1;
+/// Magic, version, and the base timestamp chunk times are stored relative to.
+pub(crate) const HEADER_LEN: usize = 4 + 4 + 8;
 /// Six u64 section offsets, then two crc32s.
 pub(crate) const TOC_LEN: usize = 6 * 8 + 4 + 4;
 
@@ -73,18 +75,32 @@ impl IndexWriter {
         self.series.len()
     }
 
-    /// Serialises the index.
-    pub(crate) fn finish(self) -> Vec<u8> {
-        // sort the symbols and remap the provisional ids
+    /// Serialises the index. Symbol ids are assigned by descending use, so the labels every
+    /// series carries cost one byte each in the series entries.
+    pub(crate) fn finish(self) -> Result<Vec<u8>> {
+        let mut uses = vec![0u64; self.syms.len()];
+        for (pairs, _) in &self.series {
+            for &(n, v) in pairs {
+                uses[n as usize] += 1;
+                uses[v as usize] += 1;
+            }
+        }
         let mut order: Vec<u32> = (0..self.syms.len() as u32).collect();
-        order.sort_by(|&a, &b| self.syms[a as usize].cmp(&self.syms[b as usize]));
+        order.sort_by(|&a, &b| {
+            uses[b as usize]
+                .cmp(&uses[a as usize])
+                .then_with(|| self.syms[a as usize].cmp(&self.syms[b as usize]))
+        });
         let mut remap = vec![0u32; order.len()];
         for (new, &old) in order.iter().enumerate() {
             remap[old as usize] = new as u32;
         }
+        let base_t =
+            self.series.iter().flat_map(|(_, c)| c.iter().map(|c| c.min_t)).min().unwrap_or(0);
         let mut out = Vec::new();
         out.extend_from_slice(&INDEX_MAGIC);
         out.extend_from_slice(&INDEX_VERSION.to_le_bytes());
+        out.extend_from_slice(&base_t.to_le_bytes());
 
         let symbols_off = out.len() as u64;
         put_uvarint(&mut out, order.len() as u64);
@@ -96,7 +112,12 @@ impl IndexWriter {
         let mut offsets = Vec::with_capacity(self.series.len());
         let mut postings: HashMap<(u32, u32), RoaringBitmap> = HashMap::new();
         for (i, (pairs, chunks)) in self.series.iter().enumerate() {
-            offsets.push(out.len() as u64);
+            let rel = u32::try_from(out.len() as u64 - series_off).map_err(|_| {
+                Error::InvalidSeries(
+                    "index series section exceeds 4 GiB; cut smaller blocks".into(),
+                )
+            })?;
+            offsets.push(rel);
             put_uvarint(&mut out, pairs.len() as u64);
             for &(n, v) in pairs {
                 let (n, v) = (remap[n as usize], remap[v as usize]);
@@ -106,7 +127,7 @@ impl IndexWriter {
             }
             put_uvarint(&mut out, chunks.len() as u64);
             for c in chunks {
-                put_varint(&mut out, c.min_t);
+                put_uvarint(&mut out, c.min_t.wrapping_sub(base_t) as u64);
                 put_uvarint(&mut out, c.max_t.wrapping_sub(c.min_t) as u64);
                 put_uvarint(&mut out, c.offset);
                 put_uvarint(&mut out, u64::from(c.len));
@@ -146,7 +167,7 @@ impl IndexWriter {
         out.extend_from_slice(&body_crc.to_le_bytes());
         let toc_crc = crc32fast::hash(&out[toc_off as usize..]);
         out.extend_from_slice(&toc_crc.to_le_bytes());
-        out
+        Ok(out)
     }
 }
 
@@ -156,7 +177,9 @@ pub(crate) struct IndexView {
     path: PathBuf,
     syms: Vec<Box<str>>,
     sym_ids: HashMap<Box<str>, u32>,
+    series_off: usize,
     offsets_off: usize,
+    base_t: i64,
     num_series: u32,
     /// name symbol -> (value symbol, offset, len), sorted by value symbol
     postings: HashMap<u32, Vec<(u32, u64, u64)>>,
@@ -171,7 +194,7 @@ impl IndexView {
             offset: offset as u64,
             detail,
         };
-        if buf.len() < 8 + TOC_LEN || buf[..4] != INDEX_MAGIC {
+        if buf.len() < HEADER_LEN + TOC_LEN || buf[..4] != INDEX_MAGIC {
             return Err(corrupt(0, "missing index magic".into()));
         }
         if buf[4..8] != INDEX_VERSION.to_le_bytes() {
@@ -195,6 +218,9 @@ impl IndexView {
         // meta.json, read without the map; checking it here again would make every index page
         // resident
         let _ = body_crc;
+        let base_t = i64::from_le_bytes([
+            buf[8], buf[9], buf[10], buf[11], buf[12], buf[13], buf[14], buf[15],
+        ]);
         let [symbols_off, series_off, offsets_off, _postings_off, table_off, _] =
             offs.map(|o| o as usize);
 
@@ -208,7 +234,7 @@ impl IndexView {
         }
         let sym_ids = syms.iter().enumerate().map(|(i, s)| (s.clone(), i as u32)).collect();
 
-        let num_series = ((_postings_off - offsets_off) / 8) as u32;
+        let num_series = ((_postings_off - offsets_off) / 4) as u32;
         let mut postings: HashMap<u32, Vec<(u32, u64, u64)>> = HashMap::new();
         let mut d = Decoder::new(&buf[table_off..toc_at]);
         let n = d.uvarint().ok_or_else(|| corrupt(table_off, "bad postings count".into()))?;
@@ -221,7 +247,16 @@ impl IndexView {
             }
             postings.entry(nm as u32).or_default().push((v as u32, off, len));
         }
-        Ok(IndexView { path: path.to_path_buf(), syms, sym_ids, offsets_off, num_series, postings })
+        Ok(IndexView {
+            path: path.to_path_buf(),
+            syms,
+            sym_ids,
+            series_off,
+            offsets_off,
+            base_t,
+            num_series,
+            postings,
+        })
     }
 
     pub(crate) fn num_series(&self) -> u32 {
@@ -234,10 +269,10 @@ impl IndexView {
 
     /// Labels and chunk references of series number `i`.
     pub(crate) fn series(&self, buf: &[u8], i: u32) -> Result<(Labels, Vec<ChunkRef>)> {
-        let at = self.offsets_off + i as usize * 8;
+        let at = self.offsets_off + i as usize * 4;
         let off = buf
-            .get(at..at + 8)
-            .map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as usize)
+            .get(at..at + 4)
+            .map(|b| self.series_off + u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
             .ok_or_else(|| self.corrupt(at, format!("no offset for series {i}")))?;
         let mut d = Decoder::new(buf.get(off..self.offsets_off).unwrap_or_default());
         let bad = |d: &Decoder<'_>| self.corrupt(off + d.pos(), format!("bad series entry {i}"));
@@ -255,7 +290,7 @@ impl IndexView {
         let nc = d.uvarint().ok_or_else(|| bad(&d))?;
         let mut chunks = Vec::with_capacity(nc.min(1024) as usize);
         for _ in 0..nc {
-            let min_t = d.varint().ok_or_else(|| bad(&d))?;
+            let min_t = self.base_t.wrapping_add(d.uvarint().ok_or_else(|| bad(&d))? as i64);
             let span = d.uvarint().ok_or_else(|| bad(&d))?;
             let offset = d.uvarint().ok_or_else(|| bad(&d))?;
             let len = d.uvarint().and_then(|l| u32::try_from(l).ok()).ok_or_else(|| bad(&d))?;
@@ -277,7 +312,10 @@ impl IndexView {
         let Some(list) = self.sym_ids.get(name).and_then(|n| self.postings.get(n)) else {
             return Vec::new();
         };
-        list.iter().map(|&(v, _, _)| self.syms[v as usize].to_string()).collect()
+        let mut v: Vec<String> =
+            list.iter().map(|&(v, _, _)| self.syms[v as usize].to_string()).collect();
+        v.sort();
+        v
     }
 
     /// A view that evaluates matchers on the mapped bytes.
