@@ -105,7 +105,8 @@ fn main() {
     let mut senders = Vec::new();
     let mut workers = Vec::new();
     for _ in 0..threads {
-        let (tx, rx) = sync_channel::<Vec<u8>>(64);
+        // one body queued per worker: like a server with one request in flight per connection
+        let (tx, rx) = sync_channel::<Vec<u8>>(1);
         senders.push(tx);
         let db = db.clone();
         workers.push(std::thread::spawn(move || {

@@ -123,6 +123,10 @@ pub struct Stats {
     pub block_samples: u64,
     pub block_bytes: u64,
     pub wal_bytes: u64,
+    /// WAL records queued (one per append), `write` calls and `fdatasync` calls since open.
+    pub wal_records: u64,
+    pub wal_writes: u64,
+    pub wal_syncs: u64,
     pub min_t: Option<i64>,
     pub max_t: Option<i64>,
 }
@@ -671,6 +675,9 @@ impl Inner {
             block_samples: blocks.iter().map(|b| b.meta.num_samples).sum(),
             block_bytes: blocks.iter().map(|b| b.disk_bytes()).sum(),
             wal_bytes: self.wal.disk_bytes(),
+            wal_records: self.wal.records.load(Ordering::Relaxed),
+            wal_writes: self.wal.writes.load(Ordering::Relaxed),
+            wal_syncs: self.wal.syncs.load(Ordering::Relaxed),
             min_t: blocks.iter().map(|b| b.meta.min_t).min(),
             max_t: blocks.iter().map(|b| b.meta.max_t).max(),
         };

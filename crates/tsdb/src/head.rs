@@ -121,7 +121,10 @@ impl Symbols {
 #[derive(Debug, Default)]
 struct HeadIndex {
     symbols: Symbols,
-    by_id: HashMap<u64, Vec<u32>>,
+    /// series id -> the first series with that id; further ones (hash collisions, rare) are
+    /// in `collisions`. Kept apart so the common case costs no allocation per series.
+    by_id: HashMap<u64, u32>,
+    collisions: HashMap<u64, Vec<u32>>,
     series: Vec<Arc<MemSeries>>,
     /// name symbol -> value symbol -> series numbers
     postings: HashMap<u32, HashMap<u32, RoaringBitmap>>,
@@ -146,7 +149,11 @@ impl HeadIndex {
     }
 
     fn find(&self, labels: &Labels, id: u64) -> Option<&Arc<MemSeries>> {
-        self.by_id
+        let first = &self.series[*self.by_id.get(&id)? as usize];
+        if self.same_labels(first, labels) {
+            return Some(first);
+        }
+        self.collisions
             .get(&id)?
             .iter()
             .map(|&r| &self.series[r as usize])
@@ -211,7 +218,11 @@ impl Head {
 
     /// The series for `labels`, created if absent.
     pub(crate) fn get_or_create(&self, labels: &Labels) -> Arc<MemSeries> {
-        let id = labels.series_id().0;
+        self.get_or_create_with_id(labels, labels.series_id().0)
+    }
+
+    /// [`Head::get_or_create`] with the id given; tests use it to force hash collisions.
+    fn get_or_create_with_id(&self, labels: &Labels, id: u64) -> Arc<MemSeries> {
         if let Some(s) = self.index.read().find(labels, id) {
             return s.clone();
         }
@@ -234,7 +245,14 @@ impl Head {
             data: Mutex::new(SeriesData::default()),
         });
         ix.series.push(s.clone());
-        ix.by_id.entry(id).or_default().push(r);
+        match ix.by_id.entry(id) {
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(r);
+            }
+            std::collections::hash_map::Entry::Occupied(_) => {
+                ix.collisions.entry(id).or_default().push(r)
+            }
+        }
         s
     }
 
@@ -472,6 +490,18 @@ mod tests {
         let part = &h.select(&[], 1205, 1400)[0].1;
         assert_eq!(part.first().map(|s| s.t), Some(1210));
         assert_eq!(part.len(), 20);
+    }
+
+    #[test]
+    fn hash_collisions_keep_series_apart() {
+        let h = Head::new();
+        let (a, b) = (lbl(&[("__name__", "a")]), lbl(&[("__name__", "b")]));
+        let sa = h.get_or_create_with_id(&a, 7);
+        let sb = h.get_or_create_with_id(&b, 7);
+        assert_ne!(sa.series_ref, sb.series_ref);
+        assert_eq!(h.get_or_create_with_id(&b, 7).series_ref, sb.series_ref);
+        assert_eq!(h.get_or_create_with_id(&a, 7).series_ref, sa.series_ref);
+        assert_eq!(h.num_series(), 2);
     }
 
     #[test]

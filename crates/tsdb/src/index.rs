@@ -242,7 +242,10 @@ impl IndexView {
             let e = (|| Some((d.uvarint()?, d.uvarint()?, d.uvarint()?, d.uvarint()?)))();
             let (nm, v, off, len) =
                 e.ok_or_else(|| corrupt(table_off + d.pos(), "bad postings table entry".into()))?;
-            if nm >= syms.len() as u64 || v >= syms.len() as u64 || off + len > table_off as u64 {
+            if nm >= syms.len() as u64
+                || v >= syms.len() as u64
+                || off.checked_add(len).is_none_or(|end| end > table_off as u64)
+            {
                 return Err(corrupt(table_off + d.pos(), "postings entry out of range".into()));
             }
             postings.entry(nm as u32).or_default().push((v as u32, off, len));
@@ -285,6 +288,9 @@ impl IndexView {
             else {
                 return Err(bad(&d));
             };
+            if v.is_empty() || labels.last().is_some_and(|l: &Label| *l.name >= **nm) {
+                return Err(bad(&d));
+            }
             labels.push(Label::new(&**nm, &**v));
         }
         let nc = d.uvarint().ok_or_else(|| bad(&d))?;
@@ -368,5 +374,60 @@ impl IndexReader for MappedIndex<'_> {
         let mut b = RoaringBitmap::new();
         b.insert_range(0..self.ix.num_series);
         b
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample_index() -> Vec<u8> {
+        let mut w = IndexWriter::default();
+        for i in 0..20 {
+            let l = Labels::from_pairs([("__name__", "m".to_string()), ("i", format!("{i:02}"))])
+                .unwrap();
+            let c =
+                ChunkRef { min_t: 1000 + i, max_t: 2000 + i, offset: 8 + 50 * i as u64, len: 46 };
+            w.add(&l, vec![c]).unwrap();
+        }
+        w.finish().unwrap()
+    }
+
+    #[test]
+    fn round_trip() {
+        let buf = sample_index();
+        let ix = IndexView::open(Path::new("index"), &buf).unwrap();
+        assert_eq!(ix.num_series(), 20);
+        let (l, c) = ix.series(&buf, 7).unwrap();
+        assert_eq!(l.get("i"), Some("07"));
+        assert_eq!(c, vec![ChunkRef { min_t: 1007, max_t: 2007, offset: 358, len: 46 }]);
+        assert_eq!(ix.label_values("i").len(), 20);
+        assert_eq!(ix.label_names(), ["__name__", "i"]);
+        let r = ix.reader(&buf);
+        assert_eq!(r.postings("i", "03").iter().collect::<Vec<_>>(), [3]);
+        assert_eq!(r.postings("__name__", "m").len(), 20);
+    }
+
+    proptest! {
+        /// A damaged index is an error or different data, never a panic.
+        #[test]
+        fn damaged_index_never_panics(flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8), cut in any::<prop::sample::Index>()) {
+            let mut buf = sample_index();
+            for (at, x) in flips {
+                let i = at.index(buf.len());
+                buf[i] ^= x;
+            }
+            if let Ok(ix) = IndexView::open(Path::new("index"), &buf) {
+                for i in 0..ix.num_series() {
+                    let _ = ix.series(&buf, i);
+                }
+                let r = ix.reader(&buf);
+                let _ = r.union_where("i", &|_| true);
+                let _ = ix.label_values("i");
+            }
+            let short = &buf[..cut.index(buf.len())];
+            let _ = IndexView::open(Path::new("index"), short);
+        }
     }
 }

@@ -104,3 +104,19 @@ mod tests {
         assert!(decode(&buf[..buf.len() - 1]).unwrap_err().contains("sample value"));
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn random_payloads_never_panic(b in prop::collection::vec(any::<u8>(), 0..200)) {
+            let _ = decode(&b);
+            let mut with_type = vec![RECORD_BATCH];
+            with_type.extend_from_slice(&b);
+            let _ = decode(&with_type);
+        }
+    }
+}

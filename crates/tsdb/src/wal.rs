@@ -84,6 +84,11 @@ pub(crate) struct Wal {
     pending: Mutex<Pending>,
     io: Mutex<Io>,
     written_seq: AtomicU64,
+    /// Counters: records queued, `write` calls, `fdatasync` calls (group commit shows as
+    /// fewer writes and syncs than records).
+    pub(crate) records: AtomicU64,
+    pub(crate) writes: AtomicU64,
+    pub(crate) syncs: AtomicU64,
     poisoned: Mutex<Option<String>>,
 }
 
@@ -219,6 +224,9 @@ impl Wal {
                 buf: Vec::new(),
             }),
             written_seq: AtomicU64::new(0),
+            records: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
+            syncs: AtomicU64::new(0),
             poisoned: Mutex::new(None),
         })
     }
@@ -254,6 +262,7 @@ impl Wal {
         p.buf[start..start + 4].copy_from_slice(&(len as u32).to_le_bytes());
         p.buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
         p.seq += 1;
+        self.records.fetch_add(1, Ordering::Relaxed);
         Ok(p.seq)
     }
 
@@ -284,6 +293,7 @@ impl Wal {
         let path = self.dir.join(wal_segment_name(io.segment));
         let Io { file, buf, .. } = io;
         file.write_all(buf).io_ctx("write", &path)?;
+        self.writes.fetch_add(1, Ordering::Relaxed);
         io.size += io.buf.len() as u64;
         io.buf.clear();
         if io.buf.capacity() > 8 << 20 {
@@ -291,6 +301,7 @@ impl Wal {
         }
         if self.policy == FsyncPolicy::Always {
             io.file.sync_data().io_ctx("fsync", &path)?;
+            self.syncs.fetch_add(1, Ordering::Relaxed);
         }
         io.written_seq = upto;
         self.written_seq.store(upto, Ordering::Release);
@@ -302,8 +313,9 @@ impl Wal {
 
     fn rotate_locked(&self, io: &mut Io) -> Result<u64> {
         let path = self.dir.join(wal_segment_name(io.segment));
-        if self.policy != FsyncPolicy::Always || io.size > SEGMENT_HEADER_LEN as u64 {
+        if self.policy != FsyncPolicy::Always {
             io.file.sync_data().io_ctx("fsync", &path)?;
+            self.syncs.fetch_add(1, Ordering::Relaxed);
         }
         let next = io.segment + 1;
         io.file = create_segment(&self.dir, next)?;
@@ -336,7 +348,9 @@ impl Wal {
             (io.file.try_clone(), io.segment)
         };
         let path = self.dir.join(wal_segment_name(segment));
-        file.io_ctx("dup", &path)?.sync_data().io_ctx("fsync", &path)
+        file.io_ctx("dup", &path)?.sync_data().io_ctx("fsync", &path)?;
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Writes out what is queued and syncs; for clean shutdown.

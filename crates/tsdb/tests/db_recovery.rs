@@ -207,3 +207,33 @@ fn retention_by_age_and_size() {
     assert!(db.apply_retention().unwrap() >= 1);
     assert_eq!(db.stats().blocks, 0);
 }
+
+#[test]
+fn concurrent_appends_are_group_committed_under_fsync_always() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = ocelli_tsdb::Options { fsync: ocelli_tsdb::FsyncPolicy::Always, ..test_opts() };
+    let db = std::sync::Arc::new(open(dir.path(), opts.clone()));
+    let threads: Vec<_> = (0..8)
+        .map(|w| {
+            let db = db.clone();
+            std::thread::spawn(move || {
+                for i in 0..100 {
+                    db.append(&batch(&format!("w{w}"), i * 100, 1)).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let st = db.stats();
+    assert_eq!(st.wal_records, 800);
+    // every append waited for a sync, but syncs were shared between concurrent appenders
+    assert!(st.wal_syncs >= 1 && st.wal_syncs < st.wal_records, "{st:?}");
+    assert_eq!(st.wal_writes, st.wal_syncs);
+    drop(db);
+    let db = open(dir.path(), opts);
+    for w in 0..8 {
+        assert_eq!(count(&db, &format!("w{w}")), 300);
+    }
+}
