@@ -133,6 +133,12 @@ impl Config {
             "never" => ocelli_tsdb::FsyncPolicy::Never,
             v => ocelli_tsdb::FsyncPolicy::Interval(dur("wal_fsync", v)?),
         };
+        if s.head_max_bytes < 1 << 20 {
+            return Err(format!(
+                "storage.head_max_bytes: {} is too small (at least 1048576)",
+                s.head_max_bytes
+            ));
+        }
         Ok(ocelli_tsdb::Options {
             fsync,
             retention_ms: dur("retention", &s.retention)?.as_millis() as i64,

@@ -44,8 +44,9 @@ impl Server {
         let (db, report) = tokio::task::spawn_blocking(move || Db::open(&dir, opts))
             .await
             .map_err(|e| Error::Internal(e.to_string()))??;
-        for line in report.wal.truncations.iter().chain(&report.quarantined) {
-            tracing::warn!("{line}");
+        let notes = report.wal.truncations.iter().chain(&report.wal.skipped);
+        for line in notes.chain(&report.quarantined).chain(&report.cleaned) {
+            tracing::warn!("storage recovery: {line}");
         }
         let db = Arc::new(db);
         let state = AppState {

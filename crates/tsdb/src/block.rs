@@ -65,7 +65,8 @@ pub(crate) struct BlockWriter {
     tmp: PathBuf,
     dir: PathBuf,
     seq: u64,
-    chunks: BufWriter<File>,
+    /// `None` once `finish` has taken it.
+    chunks: Option<BufWriter<File>>,
     chunks_crc: crc32fast::Hasher,
     chunks_off: u64,
     index: IndexWriter,
@@ -76,6 +77,16 @@ pub(crate) struct BlockWriter {
     scratch: Vec<u8>,
     ts: Vec<i64>,
     vs: Vec<f64>,
+    finished: bool,
+}
+
+impl Drop for BlockWriter {
+    /// A writer dropped before `finish` (an error while adding series) removes its folder.
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = fs::remove_dir_all(&self.tmp);
+        }
+    }
 }
 
 impl BlockWriter {
@@ -98,7 +109,7 @@ impl BlockWriter {
             tmp,
             dir,
             seq,
-            chunks,
+            chunks: Some(chunks),
             chunks_crc,
             chunks_off: hdr.len() as u64,
             index: IndexWriter::default(),
@@ -109,6 +120,7 @@ impl BlockWriter {
             scratch: Vec::new(),
             ts: Vec::new(),
             vs: Vec::new(),
+            finished: false,
         })
     }
 
@@ -127,8 +139,14 @@ impl BlockWriter {
             chunkenc::encode_chunk(&self.ts, &self.vs, &mut self.scratch);
             let crc = crc32fast::hash(&self.scratch);
             let p = self.tmp.join(BLOCK_CHUNKS);
-            self.chunks.write_all(&self.scratch).io_ctx("write", &p)?;
-            self.chunks.write_all(&crc.to_le_bytes()).io_ctx("write", &p)?;
+            let Some(w) = self.chunks.as_mut() else {
+                return Err(Error::InvalidBlock {
+                    path: p,
+                    detail: "block writer already finished".into(),
+                });
+            };
+            w.write_all(&self.scratch).io_ctx("write", &p)?;
+            w.write_all(&crc.to_le_bytes()).io_ctx("write", &p)?;
             self.chunks_crc.update(&self.scratch);
             self.chunks_crc.update(&crc.to_le_bytes());
             let (min_t, max_t) = (part[0].t, part[part.len() - 1].t);
@@ -150,7 +168,28 @@ impl BlockWriter {
     /// Writes the index and meta, syncs and publishes the block. Returns `None` (and removes
     /// the temporary folder) if no series was added.
     pub(crate) fn finish(self, level: u32, sources: Vec<u64>) -> Result<Option<Block>> {
-        let BlockWriter { tmp, dir, seq, chunks, chunks_crc, chunks_off, index, .. } = self;
+        let mut this = self;
+        this.finished = true;
+        let tmp = this.tmp.clone();
+        let res = this.finish_inner(level, sources);
+        if res.is_err() {
+            // never leave a half-written block behind; a retry starts from scratch
+            let _ = fs::remove_dir_all(&tmp);
+        }
+        res
+    }
+
+    fn finish_inner(&mut self, level: u32, sources: Vec<u64>) -> Result<Option<Block>> {
+        let (tmp, dir, seq, chunks_off) =
+            (self.tmp.clone(), self.dir.clone(), self.seq, self.chunks_off);
+        let index = std::mem::take(&mut self.index);
+        let chunks_crc = std::mem::take(&mut self.chunks_crc);
+        let Some(chunks) = self.chunks.take() else {
+            return Err(Error::InvalidBlock {
+                path: tmp,
+                detail: "block writer finished twice".into(),
+            });
+        };
         if index.num_series() == 0 {
             drop(chunks);
             fs::remove_dir_all(&tmp).io_ctx("remove", &tmp)?;
@@ -374,5 +413,38 @@ impl Block {
         let (labels, chunks) = self.index.series(&self.index_map, i)?;
         let samples = self.read_chunks(&chunks, i64::MIN, i64::MAX)?;
         Ok((labels, samples))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lbl(v: &str) -> Labels {
+        Labels::from_pairs([("__name__", v)]).unwrap()
+    }
+
+    #[test]
+    fn failed_write_leaves_no_folder() {
+        let d = tempfile::tempdir().unwrap();
+        let mut w = BlockWriter::create(d.path(), 1).unwrap();
+        w.add_series(&lbl("b"), &[Sample::new(1, 1.0)]).unwrap();
+        let e = w.add_series(&lbl("a"), &[Sample::new(1, 1.0)]).unwrap_err();
+        assert!(e.to_string().contains("out of order"), "{e}");
+        drop(w);
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn written_block_reads_back() {
+        let d = tempfile::tempdir().unwrap();
+        let mut w = BlockWriter::create(d.path(), 3).unwrap();
+        let samples: Vec<Sample> = (0..5000).map(|i| Sample::new(i * 15, i as f64)).collect();
+        w.add_series(&lbl("a"), &samples).unwrap();
+        let b = w.finish(1, vec![]).unwrap().unwrap();
+        assert_eq!((b.meta.num_series, b.meta.num_samples, b.meta.num_chunks), (1, 5000, 2));
+        let got = b.select(&[], 15 * 4000, 15 * 4100).unwrap();
+        assert_eq!(got[0].1, samples[4000..=4100].to_vec());
+        assert!(d.path().join(block_dir_name(3)).join(BLOCK_META).exists());
     }
 }

@@ -403,6 +403,10 @@ fn open_blocks(dir: &Path, report: &mut OpenReport) -> Result<Vec<Arc<Block>>> {
     entries.sort();
     for p in entries {
         let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        if !p.is_dir() {
+            tracing::warn!(file = %p.display(), "ignoring a file that is not a block folder");
+            continue;
+        }
         if name.ends_with(TMP_SUFFIX) || name.ends_with(DELETING_SUFFIX) {
             fs::remove_dir_all(&p).io_ctx("remove", &p)?;
             report.cleaned.push(format!("removed unfinished {name}"));
@@ -705,16 +709,16 @@ impl Inner {
                 || (head.num_samples() > 0
                     && self.last_cut.lock().elapsed() >= self.opts.head_max_age);
             drop(head);
-            let res = (|| {
-                if due {
-                    self.cut_head()?;
-                }
-                self.compact(false)?;
-                self.retention()?;
-                Ok::<_, Error>(())
-            })();
-            if let Err(e) = res {
-                tracing::error!(error = %e, "storage maintenance failed; will retry");
+            // each step on its own: a failing cut or merge (say, a full disk) must not stop
+            // retention from freeing space
+            if due && let Err(e) = self.cut_head() {
+                tracing::error!(error = %e, "head cut failed; will retry");
+            }
+            if let Err(e) = self.compact(false) {
+                tracing::error!(error = %e, "compaction failed; will retry");
+            }
+            if let Err(e) = self.retention() {
+                tracing::error!(error = %e, "retention failed; will retry");
             }
         }
     }

@@ -157,8 +157,10 @@ fn leftover_tmp_block_is_removed() {
     let dir = tempfile::tempdir().unwrap();
     drop(open(dir.path(), test_opts()));
     fs::create_dir_all(dir.path().join("blocks/0000000000000009.tmp")).unwrap();
+    fs::write(dir.path().join("blocks/notes.txt"), "not a block").unwrap();
     let (_db, report) = Db::open(dir.path(), test_opts()).unwrap();
     assert_eq!(report.cleaned.len(), 1, "{:?}", report.cleaned);
+    assert!(dir.path().join("blocks/notes.txt").exists(), "stray files are left alone");
     assert!(!dir.path().join("blocks/0000000000000009.tmp").exists());
 }
 
