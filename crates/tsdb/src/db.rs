@@ -592,6 +592,30 @@ impl Inner {
         (blocks, frozen, head)
     }
 
+    /// The sorted union, over blocks overlapping the range and the heads, of what
+    /// `from_block` / `from_head` return, at most `limit` (0: no limit).
+    fn union_of_sources<T: Ord>(
+        &self,
+        mint: i64,
+        maxt: i64,
+        limit: usize,
+        from_block: impl Fn(&Block) -> Result<Vec<T>>,
+        from_head: impl Fn(&Head) -> Vec<T>,
+    ) -> Result<Vec<T>> {
+        if mint > maxt {
+            return Err(Error::InvalidTimeRange { mint, maxt });
+        }
+        let (blocks, frozen, head) = self.sources(mint, maxt);
+        let mut set = BTreeSet::new();
+        for b in &blocks {
+            set.extend(from_block(b)?);
+        }
+        for h in frozen.iter().chain([&head]) {
+            set.extend(from_head(h));
+        }
+        Ok(truncate(set.into_iter(), limit))
+    }
+
     fn series(
         &self,
         matchers: &[Matcher],
@@ -599,18 +623,13 @@ impl Inner {
         maxt: i64,
         limit: usize,
     ) -> Result<Vec<Labels>> {
-        if mint > maxt {
-            return Err(Error::InvalidTimeRange { mint, maxt });
-        }
-        let (blocks, frozen, head) = self.sources(mint, maxt);
-        let mut set = BTreeSet::new();
-        for b in &blocks {
-            set.extend(b.series_labels(matchers)?);
-        }
-        for h in frozen.iter().chain([&head]) {
-            set.extend(h.series_labels(matchers));
-        }
-        Ok(truncate(set.into_iter(), limit))
+        self.union_of_sources(
+            mint,
+            maxt,
+            limit,
+            |b| b.series_labels(matchers),
+            |h| h.series_labels(matchers),
+        )
     }
 
     fn label_names(
@@ -628,15 +647,7 @@ impl Inner {
                 .collect();
             return Ok(truncate(names.into_iter(), limit));
         }
-        let (blocks, frozen, head) = self.sources(mint, maxt);
-        let mut set = BTreeSet::new();
-        for b in &blocks {
-            set.extend(b.label_names());
-        }
-        for h in frozen.iter().chain([&head]) {
-            set.extend(h.label_names());
-        }
-        Ok(truncate(set.into_iter(), limit))
+        self.union_of_sources(mint, maxt, limit, |b| Ok(b.label_names()), |h| h.label_names())
     }
 
     fn label_values(
@@ -655,15 +666,13 @@ impl Inner {
                 .collect();
             return Ok(truncate(vals.into_iter(), limit));
         }
-        let (blocks, frozen, head) = self.sources(mint, maxt);
-        let mut set = BTreeSet::new();
-        for b in &blocks {
-            set.extend(b.label_values(name));
-        }
-        for h in frozen.iter().chain([&head]) {
-            set.extend(h.label_values(name));
-        }
-        Ok(truncate(set.into_iter(), limit))
+        self.union_of_sources(
+            mint,
+            maxt,
+            limit,
+            |b| Ok(b.label_values(name)),
+            |h| h.label_values(name),
+        )
     }
 
     fn stats(&self) -> Stats {
