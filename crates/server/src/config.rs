@@ -139,6 +139,15 @@ impl Config {
                 s.head_max_bytes
             ));
         }
+        // the WAL grows to several times the head before a cut and counts toward the size
+        // limit; a limit near it would delete every block on every pass
+        if s.retention_bytes < s.head_max_bytes.saturating_mul(16) {
+            return Err(format!(
+                "storage.retention_bytes: {} is below 16 x head_max_bytes ({}); the write-ahead log alone can reach that",
+                s.retention_bytes,
+                s.head_max_bytes.saturating_mul(16)
+            ));
+        }
         Ok(ocelli_tsdb::Options {
             fsync,
             retention_ms: dur("retention", &s.retention)?.as_millis() as i64,

@@ -482,7 +482,9 @@ impl Merger {
     fn add(&mut self, part: Vec<(Labels, Vec<Sample>)>) -> Result<()> {
         for (l, s) in part {
             self.samples += s.len();
-            if self.samples > self.limits.max_samples {
+            // copies of one sample from several sources (a head being cut, overlapping blocks)
+            // count here; the exact limit is applied after merging, this only bounds memory
+            if self.samples > self.limits.max_samples.saturating_mul(2) {
                 return Err(Error::LimitExceeded {
                     what: "samples",
                     limit: self.limits.max_samples,
@@ -507,8 +509,10 @@ impl Merger {
         Ok(())
     }
 
-    fn finish(self) -> Vec<SeriesSamples> {
-        self.map
+    fn finish(self) -> Result<Vec<SeriesSamples>> {
+        let max = self.limits.max_samples;
+        let out: Vec<SeriesSamples> = self
+            .map
             .into_iter()
             .map(|(labels, (mut samples, dirty))| {
                 if dirty {
@@ -517,7 +521,11 @@ impl Merger {
                 }
                 SeriesSamples { labels, samples }
             })
-            .collect()
+            .collect();
+        if out.iter().map(|s| s.samples.len()).sum::<usize>() > max {
+            return Err(Error::LimitExceeded { what: "samples", limit: max });
+        }
+        Ok(out)
     }
 }
 
@@ -528,6 +536,15 @@ impl Inner {
         }
         for s in batch {
             s.labels.validate().map_err(|e| Error::InvalidSeries(format!("{}: {e}", s.labels)))?;
+        }
+        // a series without samples is not created: it would show in label queries with no data
+        let owned: Vec<&SeriesSamples>;
+        let batch: &[&SeriesSamples] = {
+            owned = batch.iter().filter(|s| !s.samples.is_empty()).collect();
+            &owned
+        };
+        if batch.is_empty() {
+            return Ok(());
         }
         let seq = {
             let _a = self.append_lock.lock();
@@ -579,7 +596,7 @@ impl Inner {
         for h in frozen.iter().chain([&head]) {
             m.add(h.select(matchers, mint, maxt))?;
         }
-        Ok(m.finish())
+        m.finish()
     }
 
     /// Blocks overlapping the range (oldest first), frozen heads (oldest first), the head.
@@ -801,7 +818,11 @@ impl Inner {
             let cur = self.head.read().1;
             fr.iter().map(|f| f.first_segment).min().unwrap_or(cur).min(cur)
         };
-        self.wal.remove_before(keep_from)
+        // old segments are only garbage now: failing to delete them must not stop cuts
+        if let Err(e) = self.wal.remove_before(keep_from) {
+            tracing::error!(error = %e, "cannot delete old WAL segments; will retry at the next cut");
+        }
+        Ok(())
     }
 
     fn write_head_blocks(&self, head: &Head) -> Result<Vec<Arc<Block>>> {

@@ -291,22 +291,33 @@ impl Wal {
 
     fn write_locked(&self, io: &mut Io, upto: u64) -> Result<()> {
         let path = self.dir.join(wal_segment_name(io.segment));
-        let Io { file, buf, .. } = io;
-        file.write_all(buf).io_ctx("write", &path)?;
-        self.writes.fetch_add(1, Ordering::Relaxed);
+        let res = (|| {
+            let Io { file, buf, .. } = &mut *io;
+            file.write_all(buf).io_ctx("write", &path)?;
+            self.writes.fetch_add(1, Ordering::Relaxed);
+            if self.policy == FsyncPolicy::Always {
+                file.sync_data().io_ctx("fsync", &path)?;
+                self.syncs.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(())
+        })();
+        // written or failed, these bytes are never handed to a later write: after a failure
+        // their appenders get an error, and what follows must not be acknowledged behind a
+        // possibly torn record
         io.size += io.buf.len() as u64;
         io.buf.clear();
         if io.buf.capacity() > 8 << 20 {
             io.buf.shrink_to(1 << 20);
         }
-        if self.policy == FsyncPolicy::Always {
-            io.file.sync_data().io_ctx("fsync", &path)?;
-            self.syncs.fetch_add(1, Ordering::Relaxed);
-        }
+        res?;
         io.written_seq = upto;
         self.written_seq.store(upto, Ordering::Release);
-        if io.size >= self.segment_max {
-            self.rotate_locked(io)?;
+        if io.size >= self.segment_max
+            && let Err(e) = self.rotate_locked(io)
+        {
+            // the records just written stand; only later writes are refused
+            tracing::error!(error = %e, "WAL segment rotation failed; refusing writes until restart");
+            self.poison(&e.to_string());
         }
         Ok(())
     }
@@ -327,8 +338,10 @@ impl Wal {
     /// Writes out everything queued and starts a new segment; returns its number. Segments
     /// below it hold only records enqueued before this call.
     pub(crate) fn rotate(&self) -> Result<u64> {
-        self.check_poison()?;
         let mut io = self.io.lock();
+        // checked under the I/O lock: a commit that failed before we got it has poisoned the
+        // WAL by now, and its records must not be written after the failure
+        self.check_poison()?;
         let upto = {
             let mut p = self.pending.lock();
             std::mem::swap(&mut p.buf, &mut io.buf);

@@ -60,3 +60,19 @@ fn selection_limits_are_enforced() {
     let e = db.select_with_limits(&all, 0, 100, lim(10, 99)).unwrap_err();
     assert_eq!(e.to_string(), "query exceeds the limit of 99 samples");
 }
+
+#[test]
+fn a_series_without_samples_is_not_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), test_opts());
+    db.append(&[
+        SeriesSamples { labels: labels(&[("__name__", "empty"), ("host", "x")]), samples: vec![] },
+        SeriesSamples {
+            labels: labels(&[("__name__", "full"), ("host", "y")]),
+            samples: vec![Sample::new(1, 1.0)],
+        },
+    ])
+    .unwrap();
+    assert_eq!(db.label_values("__name__", &[], 0, 10, 0).unwrap(), ["full"]);
+    assert_eq!(db.label_values("host", &[], 0, 10, 0).unwrap(), ["y"]);
+}
