@@ -534,22 +534,39 @@ impl Inner {
         if self.closed.load(Ordering::Relaxed) {
             return Err(Error::Closed);
         }
+        // Outside the append lock (so concurrent appenders do it in parallel): find the series
+        // the head already has, and validate the others. A series found in the head was
+        // validated when it was created. Nothing is written unless the whole batch is valid.
+        let looked_in = self.head.read().0.clone();
+        let mut found = Vec::with_capacity(batch.len());
         for s in batch {
-            s.labels.validate().map_err(|e| Error::InvalidSeries(format!("{}: {e}", s.labels)))?;
+            let f = looked_in.find(&s.labels);
+            if f.is_none() {
+                s.labels
+                    .validate()
+                    .map_err(|e| Error::InvalidSeries(format!("{}: {e}", s.labels)))?;
+            }
+            found.push(f);
         }
         // a series without samples is not created: it would show in label queries with no data
-        let owned: Vec<&SeriesSamples>;
-        let batch: &[&SeriesSamples] = {
-            owned = batch.iter().filter(|s| !s.samples.is_empty()).collect();
-            &owned
-        };
+        let (batch, found): (Vec<&SeriesSamples>, Vec<_>) =
+            batch.iter().zip(found).filter(|(s, _)| !s.samples.is_empty()).unzip();
         if batch.is_empty() {
             return Ok(());
         }
         let seq = {
             let _a = self.append_lock.lock();
             let head = self.head.read().0.clone();
-            let series: Vec<_> = batch.iter().map(|s| head.get_or_create(&s.labels)).collect();
+            // a cut in between started a new head: look everything up again there
+            let same_head = Arc::ptr_eq(&head, &looked_in);
+            let series: Vec<_> = batch
+                .iter()
+                .zip(found)
+                .map(|(s, f)| match f {
+                    Some(f) if same_head => f,
+                    _ => head.get_or_create(&s.labels),
+                })
+                .collect();
             let defs: Vec<usize> = (0..batch.len())
                 .filter(|&i| !series[i].wal_defined.load(Ordering::Relaxed))
                 .collect();

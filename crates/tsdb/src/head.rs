@@ -217,6 +217,11 @@ impl Head {
     }
 
     /// The series for `labels`, created if absent.
+    /// The series for `labels`, if the head has it.
+    pub(crate) fn find(&self, labels: &Labels) -> Option<Arc<MemSeries>> {
+        self.index.read().find(labels, labels.series_id().0).cloned()
+    }
+
     pub(crate) fn get_or_create(&self, labels: &Labels) -> Arc<MemSeries> {
         self.get_or_create_with_id(labels, labels.series_id().0)
     }
