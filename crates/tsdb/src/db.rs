@@ -123,7 +123,8 @@ pub struct Stats {
     pub block_samples: u64,
     pub block_bytes: u64,
     pub wal_bytes: u64,
-    /// WAL records queued (one per append), `write` calls and `fdatasync` calls since open.
+    /// WAL records queued (one per append, plus a generation marker at open and at each head
+    /// cut), `write` calls and `fdatasync` calls since open.
     pub wal_records: u64,
     pub wal_writes: u64,
     pub wal_syncs: u64,
@@ -202,6 +203,12 @@ impl Db {
         let mut replayed = 0u64;
         let (wal_report, last_segment) =
             wal::replay(&wal_dir, |payload| {
+                if record::is_generation(payload) {
+                    // a new head generation: references restart; forgetting the old ones makes
+                    // a reference whose definition was lost an error, not a wrong series
+                    refs.clear();
+                    return Ok(());
+                }
                 let rec = record::decode(payload)?;
                 // check before applying anything, so that a bad record is skipped whole
                 if let Some(&(r, _, _)) = rec.samples.iter().find(|(r, _, _)| {
@@ -236,6 +243,8 @@ impl Db {
         let first_segment =
             wal::list_segments(&wal_dir)?.first().copied().unwrap_or(last_segment + 1);
         let wal = Wal::create(&wal_dir, last_segment + 1, opts.fsync, opts.wal_segment_bytes)?;
+        // the replayed head numbers its series anew: a new generation
+        wal.enqueue(record::encode_generation)?;
         tracing::info!(
             dir = %dir.display(),
             blocks = blocks.len(),
@@ -796,6 +805,8 @@ impl Inner {
         {
             let _a = self.append_lock.lock();
             let next_segment = self.wal.rotate()?;
+            // first record of the new segment, before any append of the new head
+            self.wal.enqueue(record::encode_generation)?;
             let mut h = self.head.write();
             let (old, first_segment) =
                 std::mem::replace(&mut *h, (Arc::new(Head::new()), next_segment));

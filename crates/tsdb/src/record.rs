@@ -9,6 +9,19 @@ use ocelli_model::{Label, Labels};
 use crate::encoding::{Decoder, put_bytes, put_uvarint, put_varint};
 
 pub(crate) const RECORD_BATCH: u8 = 1;
+/// Marks the start of a head generation: series references of earlier records mean nothing
+/// after it (every generation defines its references anew before using them).
+pub(crate) const RECORD_GENERATION: u8 = 2;
+
+/// Encodes a generation marker payload into `out` (appending).
+pub(crate) fn encode_generation(out: &mut Vec<u8>) {
+    out.push(RECORD_GENERATION);
+}
+
+/// Whether a payload is a generation marker.
+pub(crate) fn is_generation(payload: &[u8]) -> bool {
+    payload == [RECORD_GENERATION]
+}
 
 /// A decoded batch record.
 #[derive(Debug, Default, PartialEq)]
@@ -118,5 +131,19 @@ mod fuzz {
             with_type.extend_from_slice(&b);
             let _ = decode(&with_type);
         }
+    }
+}
+
+#[cfg(test)]
+mod generation {
+    use super::*;
+
+    #[test]
+    fn marker_is_recognised_and_not_a_batch() {
+        let mut b = Vec::new();
+        encode_generation(&mut b);
+        assert!(is_generation(&b));
+        assert!(decode(&b).unwrap_err().contains("unknown record type 2"));
+        assert!(!is_generation(&[RECORD_BATCH]));
     }
 }
