@@ -1,5 +1,6 @@
 //! The wire crate's error type. Every variant says which stage of decoding failed and, for a
-//! bad series, which series (`timeseries[3]`), so that a 400 response alone explains itself.
+//! bad series, which series (`timeseries[3]`) or which line and column of a text body, so that
+//! a 400 response alone explains itself.
 
 /// What was wrong with a request body.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +25,14 @@ pub enum Error {
         #[source]
         source: ocelli_model::Error,
     },
+    #[error("influx body is {len} bytes, over the limit of {max} bytes")]
+    InfluxBodyTooLarge { len: usize, max: usize },
+    #[error("line {line}, column {column}: {reason}")]
+    InfluxLine { line: usize, column: usize, reason: String },
+    #[error("line {line}: decoded series take more than the limit of {max} bytes")]
+    InfluxDecodedTooLarge { line: usize, max: usize },
+    #[error("invalid precision {0:?}: expected one of ns, n, us, u, ms, s")]
+    InvalidPrecision(String),
     #[error("remote write request encodes to {len} bytes, more than one snappy block can hold")]
     EncodeTooLarge { len: usize },
 }
