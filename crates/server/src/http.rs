@@ -2,16 +2,18 @@
 //!
 //! Routes today: `GET /-/healthy`, `GET /-/ready`, `GET /api/v1/status/tsdb` (engine figures),
 //! `POST /api/v1/admin/flush` (cut the head into blocks and compact; used by benchmarks and
-//! before backups) and `POST /api/v1/write` (Prometheus remote_write 1.0). A remote_write
-//! request is decoded whole before anything is stored, so a malformed one stores nothing.
+//! before backups), `POST /api/v1/write` (Prometheus remote_write 1.0), and `POST /write` /
+//! `POST /api/v2/write` (Influx line protocol, plain or gzip, with `precision` and
+//! `db`/`bucket`). A request is decoded whole before anything is stored, so a malformed one
+//! stores nothing.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use ocelli_tsdb::{Db, SeriesSamples};
@@ -121,6 +123,8 @@ fn router(state: AppState, max_body: usize) -> Router {
         .route("/api/v1/status/tsdb", get(tsdb_status))
         .route("/api/v1/admin/flush", post(flush))
         .route("/api/v1/write", post(remote_write))
+        .route("/write", post(influx_write))
+        .route("/api/v2/write", post(influx_write))
         // the decoder checks the limit itself with a precise message; this only stops reading
         .layer(DefaultBodyLimit::max(max_body.saturating_add(1)))
         .with_state(state)
@@ -166,6 +170,79 @@ async fn remote_write(State(st): State<AppState>, body: Bytes) -> Result<impl In
         let batch: Vec<SeriesSamples> = series
             .into_iter()
             .filter(|s| !s.samples.is_empty())
+            .map(|s| SeriesSamples { labels: s.labels, samples: s.samples })
+            .collect();
+        st.db.append(&batch)?;
+        Ok(())
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Query parameters of the Influx write endpoints (v1 `/write`, v2 `/api/v2/write`).
+#[derive(Debug, serde::Deserialize)]
+struct InfluxParams {
+    precision: Option<String>,
+    db: Option<String>,
+    bucket: Option<String>,
+}
+
+/// The body as sent, or gunzipped when `Content-Encoding: gzip`, never more than `max` bytes.
+fn request_body(headers: &HeaderMap, body: Bytes, max: usize) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("(not text)").trim().to_ascii_lowercase());
+    match encoding.as_deref() {
+        None | Some("" | "identity") => Ok(body.to_vec()),
+        Some("gzip" | "x-gzip") => {
+            let mut out = Vec::new();
+            flate2::read::MultiGzDecoder::new(&body[..])
+                .take(max as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| Error::BadData(format!("gzip body does not decompress: {e}")))?;
+            if out.len() > max {
+                return Err(Error::BadData(format!(
+                    "body decompresses to more than the limit of {max} bytes"
+                )));
+            }
+            Ok(out)
+        }
+        Some(other) => Err(Error::BadData(format!(
+            "unsupported Content-Encoding {other:?}: send the body plain or gzip"
+        ))),
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+async fn influx_write(
+    State(st): State<AppState>,
+    Query(params): Query<InfluxParams>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<impl IntoResponse> {
+    blocking(move || {
+        use ocelli_wire::influx;
+        let precision = match params.precision.as_deref() {
+            None | Some("") => influx::Precision::Ns,
+            Some(p) => influx::Precision::parse(p).map_err(|e| Error::BadData(e.to_string()))?,
+        };
+        let text = request_body(&headers, body, st.limits.max_decompressed_bytes)?;
+        let limits = influx::Limits {
+            max_body_bytes: st.limits.max_decompressed_bytes,
+            ..influx::Limits::default()
+        };
+        let db = params.db.or(params.bucket);
+        let series = influx::decode_with_db(&text, precision, now_ms(), &limits, db.as_deref())
+            .map_err(|e| Error::BadData(e.to_string()))?;
+        let batch: Vec<SeriesSamples> = series
+            .into_iter()
             .map(|s| SeriesSamples { labels: s.labels, samples: s.samples })
             .collect();
         st.db.append(&batch)?;

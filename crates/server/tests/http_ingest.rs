@@ -11,10 +11,21 @@ use ocelli_wire::remote_write::{self, DecodedSeries};
 
 /// A minimal HTTP/1.1 client: one request per connection; returns (status, body).
 pub fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    request(addr, method, path, "", body)
+}
+
+/// Like `http`, with extra header lines (each ending in `\r\n`).
+fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &[u8],
+) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{headers}Content-Length: {}\r\n\r\n",
         body.len()
     )
     .unwrap();
@@ -112,4 +123,53 @@ async fn oversized_body_is_rejected_with_the_limit_in_the_message() {
             .unwrap();
     server.stop().await.unwrap();
     assert!(code == 400 || code == 413, "{code} {msg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn influx_line_protocol_plain_and_gzip() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(config(dir.path())).await.unwrap();
+    let addr = server.addr;
+    tokio::task::spawn_blocking(move || {
+        let lines = b"cpu,host=a usage_idle=90.5,usage_user=3i 1700000000\ncpu,host=b usage_idle=80 1700000000\n";
+        let (code, msg) = request(addr, "POST", "/write?db=telegraf&precision=s", "", lines);
+        assert_eq!(code, 204, "{msg}");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(b"mem,host=a used=1024i 1700000000000000000\n").unwrap();
+        let body = gz.finish().unwrap();
+        let (code, msg) =
+            request(addr, "POST", "/api/v2/write?bucket=b1&org=o", "Content-Encoding: gzip\r\n", &body);
+        assert_eq!(code, 204, "{msg}");
+        // a bad second line: nothing of the request is stored
+        let (code, msg) = request(addr, "POST", "/write", "", b"ok v=1\nbad v=\n");
+        assert_eq!(code, 400);
+        assert!(msg.contains("line 2, column"), "{msg}");
+        let (code, msg) = request(addr, "POST", "/write?precision=h", "", b"m v=1 1\n");
+        assert_eq!(code, 400);
+        assert!(msg.contains("invalid precision"), "{msg}");
+        let (code, msg) = request(addr, "POST", "/write", "Content-Encoding: gzip\r\n", b"not gzip");
+        assert_eq!(code, 400);
+        assert!(msg.contains("gzip body does not decompress"), "{msg}");
+    })
+    .await
+    .unwrap();
+    server.stop().await.unwrap();
+
+    let (db, _) = ocelli_tsdb::Db::open(
+        dir.path(),
+        ocelli_tsdb::Options { background: false, ..Default::default() },
+    )
+    .unwrap();
+    let get =
+        |name: &str| db.select(&[Matcher::equal("__name__", name)], i64::MIN, i64::MAX).unwrap();
+    let idle = get("cpu_usage_idle");
+    assert_eq!(idle.len(), 2);
+    assert_eq!(idle[0].labels.get("db"), Some("telegraf"));
+    assert_eq!(idle[0].samples, vec![Sample::new(1_700_000_000_000, 90.5)]);
+    assert_eq!(get("cpu_usage_user")[0].samples, vec![Sample::new(1_700_000_000_000, 3.0)]);
+    let mem = get("mem_used");
+    assert_eq!(mem[0].labels.get("db"), Some("b1"));
+    assert_eq!(mem[0].samples, vec![Sample::new(1_700_000_000_000, 1024.0)]);
+    assert!(get("ok_v").is_empty(), "a rejected request must store nothing");
 }
