@@ -4,8 +4,9 @@
 //! `POST /api/v1/admin/flush` (cut the head into blocks and compact; used by benchmarks and
 //! before backups), `POST /api/v1/write` (Prometheus remote_write 1.0), and `POST /write` /
 //! `POST /api/v2/write` (Influx line protocol, plain or gzip, with `precision` and
-//! `db`/`bucket`). A request is decoded whole before anything is stored, so a malformed one
-//! stores nothing.
+//! `db`/`bucket`), and `POST /api/v1/import/prometheus` (exposition text, plain or gzip;
+//! samples without a timestamp get the time of the request). A request is decoded whole before
+//! anything is stored, so a malformed one stores nothing.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -124,6 +125,7 @@ fn router(state: AppState, max_body: usize) -> Router {
         .route("/api/v1/admin/flush", post(flush))
         .route("/api/v1/write", post(remote_write))
         .route("/write", post(influx_write))
+        .route("/api/v1/import/prometheus", post(import_prometheus))
         .route("/api/v2/write", post(influx_write))
         // the decoder checks the limit itself with a precise message; this only stops reading
         .layer(DefaultBodyLimit::max(max_body.saturating_add(1)))
@@ -242,6 +244,32 @@ async fn influx_write(
         let series = influx::decode_with_db(&text, precision, now_ms(), &limits, db.as_deref())
             .map_err(|e| Error::BadData(e.to_string()))?;
         let batch: Vec<SeriesSamples> = series
+            .into_iter()
+            .map(|s| SeriesSamples { labels: s.labels, samples: s.samples })
+            .collect();
+        st.db.append(&batch)?;
+        Ok(())
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn import_prometheus(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<impl IntoResponse> {
+    blocking(move || {
+        use ocelli_wire::exposition;
+        let text = request_body(&headers, body, st.limits.max_decompressed_bytes)?;
+        let limits = exposition::Limits {
+            max_body_bytes: st.limits.max_decompressed_bytes,
+            ..exposition::Limits::default()
+        };
+        let parsed = exposition::decode(&text, now_ms(), &limits)
+            .map_err(|e| Error::BadData(e.to_string()))?;
+        let batch: Vec<SeriesSamples> = parsed
+            .series
             .into_iter()
             .map(|s| SeriesSamples { labels: s.labels, samples: s.samples })
             .collect();

@@ -173,3 +173,32 @@ async fn influx_line_protocol_plain_and_gzip() {
     assert_eq!(mem[0].samples, vec![Sample::new(1_700_000_000_000, 1024.0)]);
     assert!(get("ok_v").is_empty(), "a rejected request must store nothing");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exposition_text_import() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(config(dir.path())).await.unwrap();
+    let addr = server.addr;
+    tokio::task::spawn_blocking(move || {
+        let text = b"# HELP up Whether up.\n# TYPE up gauge\nup{job=\"a\"} 1 1700000000000\nup{job=\"b\"} 0 1700000000000\n";
+        let (code, msg) = request(addr, "POST", "/api/v1/import/prometheus", "", text);
+        assert_eq!(code, 204, "{msg}");
+        let (code, msg) =
+            request(addr, "POST", "/api/v1/import/prometheus", "", b"ok 1\nbad{job=} 1\n");
+        assert_eq!(code, 400);
+        assert!(msg.contains("line 2, column"), "{msg}");
+    })
+    .await
+    .unwrap();
+    server.stop().await.unwrap();
+    let (db, _) = ocelli_tsdb::Db::open(
+        dir.path(),
+        ocelli_tsdb::Options { background: false, ..Default::default() },
+    )
+    .unwrap();
+    let up = db.select(&[Matcher::equal("__name__", "up")], i64::MIN, i64::MAX).unwrap();
+    assert_eq!(up.len(), 2);
+    assert_eq!(up[1].samples, vec![Sample::new(1_700_000_000_000, 0.0)]);
+    let ok = db.select(&[Matcher::equal("__name__", "ok")], i64::MIN, i64::MAX).unwrap();
+    assert!(ok.is_empty(), "a rejected request must store nothing");
+}

@@ -31,6 +31,12 @@ pub enum Error {
     InfluxLine { line: usize, column: usize, reason: String },
     #[error("line {line}: decoded series take more than the limit of {max} bytes")]
     InfluxDecodedTooLarge { line: usize, max: usize },
+    #[error("exposition body is {len} bytes, over the limit of {max} bytes")]
+    ExpositionBodyTooLarge { len: usize, max: usize },
+    #[error("line {line}, column {column}: {reason}")]
+    ExpositionLine { line: usize, column: usize, reason: String },
+    #[error("line {line}: more than the limit of {max} samples")]
+    ExpositionTooManySamples { line: usize, max: usize },
     #[error("invalid precision {0:?}: expected one of ns, n, us, u, ms, s")]
     InvalidPrecision(String),
     #[error("remote write request encodes to {len} bytes, more than one snappy block can hold")]

@@ -1,6 +1,6 @@
 //! Pure encode/decode of the wire formats Ocelli speaks: one module per protocol, starting with
-//! Prometheus [`remote_write`] 1.0 (snappy block + protobuf) and the Influx line protocol
-//! ([`influx`]).
+//! Prometheus [`remote_write`] 1.0 (snappy block + protobuf), the Influx line protocol
+//! ([`influx`]) and the Prometheus text [`exposition`] format.
 //!
 //! Every function here takes bytes and returns values (or values and returns bytes): no I/O, no
 //! async, no HTTP. Headers, content negotiation and status codes belong to the server; storing
@@ -12,6 +12,7 @@
 //! Architecture invariant: this crate depends only on `ocelli-model` among our crates.
 
 mod error;
+pub mod exposition;
 pub mod influx;
 pub mod remote_write;
 
