@@ -136,6 +136,15 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
     tokio::task::spawn_blocking(f).await.map_err(|e| Error::Internal(e.to_string()))?
 }
 
+/// Appends decoded series as one all-or-nothing batch.
+fn store(db: &Db, series: Vec<ocelli_wire::remote_write::DecodedSeries>) -> Result<()> {
+    let batch: Vec<SeriesSamples> = series
+        .into_iter()
+        .map(|s| SeriesSamples { labels: s.labels, samples: s.samples })
+        .collect();
+    Ok(db.append(&batch)?)
+}
+
 async fn tsdb_status(State(st): State<AppState>) -> Result<impl IntoResponse> {
     let s = blocking(move || Ok(st.db.stats())).await?;
     Ok(axum::Json(json!({
@@ -169,13 +178,7 @@ async fn remote_write(State(st): State<AppState>, body: Bytes) -> Result<impl In
     blocking(move || {
         let series = ocelli_wire::remote_write::decode(&body, &st.limits)
             .map_err(|e| Error::BadData(e.to_string()))?;
-        let batch: Vec<SeriesSamples> = series
-            .into_iter()
-            .filter(|s| !s.samples.is_empty())
-            .map(|s| SeriesSamples { labels: s.labels, samples: s.samples })
-            .collect();
-        st.db.append(&batch)?;
-        Ok(())
+        store(&st.db, series)
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -243,12 +246,7 @@ async fn influx_write(
         let db = params.db.or(params.bucket);
         let series = influx::decode_with_db(&text, precision, now_ms(), &limits, db.as_deref())
             .map_err(|e| Error::BadData(e.to_string()))?;
-        let batch: Vec<SeriesSamples> = series
-            .into_iter()
-            .map(|s| SeriesSamples { labels: s.labels, samples: s.samples })
-            .collect();
-        st.db.append(&batch)?;
-        Ok(())
+        store(&st.db, series)
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -268,13 +266,7 @@ async fn import_prometheus(
         };
         let parsed = exposition::decode(&text, now_ms(), &limits)
             .map_err(|e| Error::BadData(e.to_string()))?;
-        let batch: Vec<SeriesSamples> = parsed
-            .series
-            .into_iter()
-            .map(|s| SeriesSamples { labels: s.labels, samples: s.samples })
-            .collect();
-        st.db.append(&batch)?;
-        Ok(())
+        store(&st.db, parsed.series)
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)

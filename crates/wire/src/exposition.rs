@@ -536,35 +536,11 @@ fn parse_value(tok: &str) -> Result<f64, &'static str> {
     if unsigned.eq_ignore_ascii_case("inf") || unsigned.eq_ignore_ascii_case("infinity") {
         return Ok(if negative { f64::NEG_INFINITY } else { f64::INFINITY });
     }
-    if !is_decimal(unsigned) {
+    if !crate::text::is_decimal(unsigned) {
         return Err("invalid");
     }
     let v: f64 = tok.parse().map_err(|_| "invalid")?;
     if v.is_finite() { Ok(v) } else { Err("out of range") }
-}
-
-/// `([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?`
-fn is_decimal(s: &str) -> bool {
-    let b = s.as_bytes();
-    let digits = |b: &[u8]| b.iter().take_while(|c| c.is_ascii_digit()).count();
-    let int = digits(b);
-    let mut rest = &b[int..];
-    let mut frac = 0;
-    if let [b'.', r @ ..] = rest {
-        frac = digits(r);
-        rest = &r[frac..];
-    }
-    if int + frac == 0 {
-        return false;
-    }
-    match rest {
-        [] => true,
-        [b'e' | b'E', exp @ ..] => {
-            let exp = exp.strip_prefix(b"+").or_else(|| exp.strip_prefix(b"-")).unwrap_or(exp);
-            !exp.is_empty() && digits(exp) == exp.len()
-        }
-        _ => false,
-    }
 }
 
 /// `[+-]?[0-9]+` that fits an `i64`.
@@ -661,14 +637,7 @@ mod tests {
         for m in &got.metadata {
             writeln!(text, "meta {} {} {:?} {:?}", m.family, m.kind, m.help, m.unit).unwrap();
         }
-        for s in &got.series {
-            s.labels.validate().unwrap();
-            write!(text, "{}", s.labels).unwrap();
-            for sample in &s.samples {
-                write!(text, " {:?}@{}", sample.v, sample.t).unwrap();
-            }
-            text.push('\n');
-        }
+        crate::text::render(&got.series, &mut text);
         let want: String = want.lines().map(|l| format!("{}\n", l.trim())).collect();
         assert_eq!(text, want.trim_start(), "input: {input:?}");
     }

@@ -366,29 +366,7 @@ fn is_integer(s: &str, signed: bool) -> bool {
 /// `-?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?`: Influx's float syntax, which is narrower
 /// than Rust's (no `inf`, `NaN` or leading `+`).
 fn is_float(s: &str) -> bool {
-    let b = s.strip_prefix('-').unwrap_or(s).as_bytes();
-    let digits = |b: &[u8]| b.iter().take_while(|c| c.is_ascii_digit()).count();
-    let int = digits(b);
-    let mut rest = &b[int..];
-    let mut frac = 0;
-    if let [b'.', r @ ..] = rest {
-        frac = digits(r);
-        rest = &r[frac..];
-    }
-    if int + frac == 0 {
-        return false;
-    }
-    match rest {
-        [] => true,
-        [b'e' | b'E', exp @ ..] => {
-            let exp = match exp {
-                [b'+' | b'-', e @ ..] => e,
-                e => e,
-            };
-            !exp.is_empty() && digits(exp) == exp.len()
-        }
-        _ => false,
-    }
+    crate::text::is_decimal(s.strip_prefix('-').unwrap_or(s))
 }
 
 fn skip_spaces(b: &[u8], mut i: usize) -> usize {
@@ -537,14 +515,7 @@ mod tests {
         let got = decode_with_db(input.as_bytes(), precision, NOW, &Limits::default(), db)
             .unwrap_or_else(|e| panic!("{input:?}: {e}"));
         let mut text = String::new();
-        for s in &got {
-            s.labels.validate().unwrap();
-            write!(text, "{}", s.labels).unwrap();
-            for sample in &s.samples {
-                write!(text, " {:?}@{}", sample.v, sample.t).unwrap();
-            }
-            text.push('\n');
-        }
+        crate::text::render(&got, &mut text);
         let want: String = want.lines().map(|l| format!("{}\n", l.trim())).collect();
         assert_eq!(text, want.trim_start(), "input: {input:?}");
     }

@@ -15,5 +15,6 @@ mod error;
 pub mod exposition;
 pub mod influx;
 pub mod remote_write;
+mod text;
 
 pub use error::{Error, Result};
