@@ -29,9 +29,12 @@ fn request(
         body.len()
     )
     .unwrap();
-    s.write_all(body).unwrap();
+    // a server that rejects a body early may answer and close before the body is all sent;
+    // the answer is what counts, so write and read errors are not failures here
+    let _ = s.write_all(body);
     let mut resp = Vec::new();
-    s.read_to_end(&mut resp).unwrap();
+    let _ = s.read_to_end(&mut resp);
+    assert!(!resp.is_empty(), "no response to {method} {path}");
     let text = String::from_utf8_lossy(&resp).to_string();
     let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
     let body = text.split_once("\r\n\r\n").map(|x| x.1.to_string()).unwrap_or_default();
