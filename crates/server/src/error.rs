@@ -12,6 +12,9 @@ pub enum Error {
     Storage(#[from] ocelli_tsdb::Error),
     #[error("{0}")]
     BadData(String),
+    /// A request body over the configured size limit.
+    #[error("{0}")]
+    TooLarge(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: String,
@@ -30,6 +33,7 @@ impl Error {
         use ocelli_tsdb::Error as S;
         match self {
             Error::BadData(_) | Error::Config { .. } => (StatusCode::BAD_REQUEST, "bad_data"),
+            Error::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "bad_data"),
             Error::Storage(S::InvalidSeries(_) | S::InvalidTimeRange { .. }) => {
                 (StatusCode::BAD_REQUEST, "bad_data")
             }

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
@@ -27,6 +27,20 @@ use crate::{Config, Error, Result};
 struct AppState {
     db: Arc<Db>,
     limits: ocelli_wire::remote_write::Limits,
+}
+
+/// Reads a request body, refusing (413) one larger than `max` bytes without reading on.
+async fn read_body(body: Body, max: usize) -> Result<Bytes> {
+    axum::body::to_bytes(body, max).await.map_err(|e| {
+        // to_bytes fails for an oversized body or a broken connection; say which
+        let too_large = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            Error::TooLarge(format!("request body is over the limit of {max} bytes"))
+        } else {
+            Error::BadData(format!("cannot read the request body: {e}"))
+        }
+    })
 }
 
 /// A running server: its bound address and a handle to stop it.
@@ -59,7 +73,7 @@ impl Server {
                 max_decompressed_bytes: config.ingest.max_decompressed_bytes,
             },
         };
-        let app = router(state, config.ingest.max_body_bytes);
+        let app = router(state);
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| Error::Listen { addr: config.listen.to_string(), source })?;
@@ -117,7 +131,7 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-fn router(state: AppState, max_body: usize) -> Router {
+fn router(state: AppState) -> Router {
     Router::new()
         .route("/-/healthy", get(|| async { "Ocelli is Healthy.\n" }))
         .route("/-/ready", get(|| async { "Ocelli is Ready.\n" }))
@@ -127,8 +141,9 @@ fn router(state: AppState, max_body: usize) -> Router {
         .route("/write", post(influx_write))
         .route("/api/v1/import/prometheus", post(import_prometheus))
         .route("/api/v2/write", post(influx_write))
-        // the decoder checks the limit itself with a precise message; this only stops reading
-        .layer(DefaultBodyLimit::max(max_body.saturating_add(1)))
+        // each handler reads its body through `read_body`, which enforces the limit with a
+        // precise message
+        .layer(DefaultBodyLimit::disable())
         .with_state(state)
 }
 
@@ -174,7 +189,8 @@ async fn flush(State(st): State<AppState>) -> Result<impl IntoResponse> {
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn remote_write(State(st): State<AppState>, body: Bytes) -> Result<impl IntoResponse> {
+async fn remote_write(State(st): State<AppState>, body: Body) -> Result<impl IntoResponse> {
+    let body = read_body(body, st.limits.max_body_bytes).await?;
     blocking(move || {
         let series = ocelli_wire::remote_write::decode(&body, &st.limits)
             .map_err(|e| Error::BadData(e.to_string()))?;
@@ -230,8 +246,9 @@ async fn influx_write(
     State(st): State<AppState>,
     Query(params): Query<InfluxParams>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<impl IntoResponse> {
+    let body = read_body(body, st.limits.max_body_bytes).await?;
     blocking(move || {
         use ocelli_wire::influx;
         let precision = match params.precision.as_deref() {
@@ -255,8 +272,9 @@ async fn influx_write(
 async fn import_prometheus(
     State(st): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<impl IntoResponse> {
+    let body = read_body(body, st.limits.max_body_bytes).await?;
     blocking(move || {
         use ocelli_wire::exposition;
         let text = request_body(&headers, body, st.limits.max_decompressed_bytes)?;
