@@ -209,13 +209,13 @@ struct InfluxParams {
 }
 
 /// The body as sent, or gunzipped when `Content-Encoding: gzip`, never more than `max` bytes.
-fn request_body(headers: &HeaderMap, body: Bytes, max: usize) -> Result<Vec<u8>> {
+fn request_body(headers: &HeaderMap, body: Bytes, max: usize) -> Result<Bytes> {
     use std::io::Read;
     let encoding = headers
         .get(header::CONTENT_ENCODING)
         .map(|v| v.to_str().unwrap_or("(not text)").trim().to_ascii_lowercase());
     match encoding.as_deref() {
-        None | Some("" | "identity") => Ok(body.to_vec()),
+        None | Some("" | "identity") => Ok(body),
         Some("gzip" | "x-gzip") => {
             let mut out = Vec::new();
             flate2::read::MultiGzDecoder::new(&body[..])
@@ -227,7 +227,7 @@ fn request_body(headers: &HeaderMap, body: Bytes, max: usize) -> Result<Vec<u8>>
                     "body decompresses to more than the limit of {max} bytes"
                 )));
             }
-            Ok(out)
+            Ok(Bytes::from(out))
         }
         Some(other) => Err(Error::BadData(format!(
             "unsupported Content-Encoding {other:?}: send the body plain or gzip"

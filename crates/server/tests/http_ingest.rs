@@ -41,6 +41,13 @@ fn request(
     (status, body)
 }
 
+/// Reopens a stopped server's data directory and selects one metric's series.
+fn stored(dir: &std::path::Path, name: &str) -> Vec<ocelli_tsdb::SeriesSamples> {
+    let opts = ocelli_tsdb::Options { background: false, ..Default::default() };
+    let (db, _) = ocelli_tsdb::Db::open(dir, opts).unwrap();
+    db.select(&[Matcher::equal("__name__", name)], i64::MIN, i64::MAX).unwrap()
+}
+
 fn config(dir: &std::path::Path) -> Config {
     Config {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -100,15 +107,10 @@ async fn remote_write_round_trip_and_bad_bodies() {
     results.unwrap();
 
     // after a restart the data is there, the stale marker included, and m3 was never stored
-    let (db, _) = ocelli_tsdb::Db::open(
-        dir.path(),
-        ocelli_tsdb::Options { background: false, ..Default::default() },
-    )
-    .unwrap();
-    let m1 = db.select(&[Matcher::equal("__name__", "m1")], i64::MIN, i64::MAX).unwrap();
+    let m1 = stored(dir.path(), "m1");
     assert_eq!(m1[0].samples.len(), 101);
     assert!(ocelli_model::is_stale_nan(m1[0].samples[100].v));
-    assert!(db.select(&[Matcher::equal("__name__", "m3")], i64::MIN, i64::MAX).unwrap().is_empty());
+    assert!(stored(dir.path(), "m3").is_empty());
 }
 
 #[tokio::test]
@@ -162,13 +164,7 @@ async fn influx_line_protocol_plain_and_gzip() {
     .unwrap();
     server.stop().await.unwrap();
 
-    let (db, _) = ocelli_tsdb::Db::open(
-        dir.path(),
-        ocelli_tsdb::Options { background: false, ..Default::default() },
-    )
-    .unwrap();
-    let get =
-        |name: &str| db.select(&[Matcher::equal("__name__", name)], i64::MIN, i64::MAX).unwrap();
+    let get = |name: &str| stored(dir.path(), name);
     let idle = get("cpu_usage_idle");
     assert_eq!(idle.len(), 2);
     assert_eq!(idle[0].labels.get("db"), Some("telegraf"));
@@ -197,14 +193,8 @@ async fn exposition_text_import() {
     .await
     .unwrap();
     server.stop().await.unwrap();
-    let (db, _) = ocelli_tsdb::Db::open(
-        dir.path(),
-        ocelli_tsdb::Options { background: false, ..Default::default() },
-    )
-    .unwrap();
-    let up = db.select(&[Matcher::equal("__name__", "up")], i64::MIN, i64::MAX).unwrap();
+    let up = stored(dir.path(), "up");
     assert_eq!(up.len(), 2);
     assert_eq!(up[1].samples, vec![Sample::new(1_700_000_000_000, 0.0)]);
-    let ok = db.select(&[Matcher::equal("__name__", "ok")], i64::MIN, i64::MAX).unwrap();
-    assert!(ok.is_empty(), "a rejected request must store nothing");
+    assert!(stored(dir.path(), "ok").is_empty(), "a rejected request must store nothing");
 }

@@ -151,15 +151,10 @@ pub fn decode(body: &[u8], default_ts_ms: i64, limits: &Limits) -> Result<Parsed
     if body.len() > limits.max_body_bytes {
         return Err(Error::ExpositionBodyTooLarge { len: body.len(), max: limits.max_body_bytes });
     }
-    let text = std::str::from_utf8(body).map_err(|e| {
-        let before = &body[..e.valid_up_to()];
-        let line = before.iter().filter(|&&c| c == b'\n').count() + 1;
-        let line_start = before.iter().rposition(|&c| c == b'\n').map_or(0, |p| p + 1);
-        Error::ExpositionLine {
-            line,
-            column: before.len() - line_start + 1,
-            reason: "invalid UTF-8".to_owned(),
-        }
+    let text = crate::text::utf8_text(body).map_err(|(line, column)| Error::ExpositionLine {
+        line,
+        column,
+        reason: "invalid UTF-8".to_owned(),
     })?;
 
     let mut out = Builder::default();

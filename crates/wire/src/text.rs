@@ -1,5 +1,15 @@
 //! Small lexical helpers shared by the text formats' decoders (line protocol, exposition).
 
+/// The body as UTF-8 text, or the 1-based (line, byte column) of the first invalid byte.
+pub(crate) fn utf8_text(body: &[u8]) -> Result<&str, (usize, usize)> {
+    std::str::from_utf8(body).map_err(|e| {
+        let before = &body[..e.valid_up_to()];
+        let line = before.iter().filter(|&&c| c == b'\n').count() + 1;
+        let line_start = before.iter().rposition(|&c| c == b'\n').map_or(0, |p| p + 1);
+        (line, before.len() - line_start + 1)
+    })
+}
+
 /// `([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?`
 pub(crate) fn is_decimal(s: &str) -> bool {
     let b = s.as_bytes();
