@@ -2,59 +2,13 @@
 //! bodies), engine status and flush.
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+mod common;
 
-use ocelli_model::{Labels, Matcher, STALE_NAN, Sample};
-use ocelli_server::{Config, Server};
+use common::{config, http, request, stored};
+
+use ocelli_model::{Labels, STALE_NAN, Sample};
+use ocelli_server::Server;
 use ocelli_wire::remote_write::{self, DecodedSeries};
-
-/// A minimal HTTP/1.1 client: one request per connection; returns (status, body).
-pub fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, String) {
-    request(addr, method, path, "", body)
-}
-
-/// Like `http`, with extra header lines (each ending in `\r\n`).
-fn request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &str,
-    body: &[u8],
-) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{headers}Content-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .unwrap();
-    // a server that rejects a body early may answer and close before the body is all sent;
-    // the answer is what counts, so write and read errors are not failures here
-    let _ = s.write_all(body);
-    let mut resp = Vec::new();
-    let _ = s.read_to_end(&mut resp);
-    assert!(!resp.is_empty(), "no response to {method} {path}");
-    let text = String::from_utf8_lossy(&resp).to_string();
-    let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = text.split_once("\r\n\r\n").map(|x| x.1.to_string()).unwrap_or_default();
-    (status, body)
-}
-
-/// Reopens a stopped server's data directory and selects one metric's series.
-fn stored(dir: &std::path::Path, name: &str) -> Vec<ocelli_tsdb::SeriesSamples> {
-    let opts = ocelli_tsdb::Options { background: false, ..Default::default() };
-    let (db, _) = ocelli_tsdb::Db::open(dir, opts).unwrap();
-    db.select(&[Matcher::equal("__name__", name)], i64::MIN, i64::MAX).unwrap()
-}
-
-fn config(dir: &std::path::Path) -> Config {
-    Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.to_path_buf(),
-        ..Config::default()
-    }
-}
 
 fn series(name: &str, n: i64) -> DecodedSeries {
     DecodedSeries {
