@@ -23,6 +23,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub storage: StorageConfig,
     pub ingest: IngestConfig,
+    pub query: QueryConfig,
 }
 
 impl Default for Config {
@@ -34,6 +35,7 @@ impl Default for Config {
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             storage: StorageConfig::default(),
             ingest: IngestConfig::default(),
+            query: QueryConfig::default(),
         }
     }
 }
@@ -82,6 +84,31 @@ impl Default for IngestConfig {
     }
 }
 
+/// PromQL engine settings (Prometheus' `query.*` flags).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueryConfig {
+    /// How far back an instant selector looks for a sample, e.g. "5m".
+    pub lookback_delta: String,
+    /// Longest a query may run, e.g. "2m".
+    pub timeout: String,
+    /// Most samples one query may load or hold in memory.
+    pub max_samples: usize,
+    /// Step of subqueries that name none, e.g. "1m".
+    pub default_subquery_step: String,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        QueryConfig {
+            lookback_delta: "5m".into(),
+            timeout: "2m".into(),
+            max_samples: 50_000_000,
+            default_subquery_step: "1m".into(),
+        }
+    }
+}
+
 /// Parses durations like `15d`, `36h`, `5m`, `30s`, `250ms`.
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
@@ -117,6 +144,7 @@ impl Config {
             detail: e.to_string().trim().to_string(),
         })?;
         c.storage_options().map_err(|detail| Error::Config { path: origin.into(), detail })?;
+        c.query_options().map_err(|detail| Error::Config { path: origin.into(), detail })?;
         Ok(c)
     }
 
@@ -159,6 +187,27 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The PromQL engine options this config asks for.
+    pub fn query_options(&self) -> std::result::Result<ocelli_promql::Options, String> {
+        let q = &self.query;
+        let dur = |field: &str, v: &str| {
+            parse_duration(v).filter(|d| !d.is_zero()).ok_or_else(|| {
+                format!("query.{field}: invalid duration {v:?} (use e.g. 5m, 2m, 30s)")
+            })
+        };
+        if q.max_samples == 0 {
+            return Err("query.max_samples: must be at least 1".into());
+        }
+        Ok(ocelli_promql::Options {
+            lookback_delta: dur("lookback_delta", &q.lookback_delta)?,
+            timeout: dur("timeout", &q.timeout)?,
+            max_samples: q.max_samples,
+            default_subquery_step: dur("default_subquery_step", &q.default_subquery_step)?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,6 +226,10 @@ mod tests {
         assert_eq!(c.storage.block_duration, d.storage.block_duration);
         assert_eq!(c.ingest.max_body_bytes, d.ingest.max_body_bytes);
         assert_eq!(c.ingest.max_decompressed_bytes, d.ingest.max_decompressed_bytes);
+        assert_eq!(c.query.lookback_delta, d.query.lookback_delta);
+        assert_eq!(c.query.timeout, d.query.timeout);
+        assert_eq!(c.query.max_samples, d.query.max_samples);
+        assert_eq!(c.query.default_subquery_step, d.query.default_subquery_step);
     }
 
     #[test]

@@ -23,6 +23,9 @@ pub enum Error {
     },
     #[error("internal: {0}")]
     Internal(String),
+    /// A PromQL query that failed; carries its own error type.
+    #[error("{0}")]
+    Query(ocelli_promql::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -43,6 +46,12 @@ impl Error {
             Error::Storage(S::Closed | S::WalPoisoned(_)) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
             }
+            Error::Query(e) => match e.error_type() {
+                "bad_data" => (StatusCode::BAD_REQUEST, "bad_data"),
+                "execution" => (StatusCode::UNPROCESSABLE_ENTITY, "execution"),
+                "timeout" => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
+                _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            },
             Error::Storage(_) | Error::Listen { .. } | Error::Internal(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }

@@ -24,13 +24,15 @@ use tokio::net::TcpListener;
 use crate::{Config, Error, Result};
 
 #[derive(Clone)]
-struct AppState {
-    db: Arc<Db>,
-    limits: ocelli_wire::remote_write::Limits,
+pub(crate) struct AppState {
+    pub db: Arc<Db>,
+    pub limits: ocelli_wire::remote_write::Limits,
+    pub engine: Arc<ocelli_promql::Engine>,
+    pub metadata: Arc<crate::query::MetadataStore>,
 }
 
 /// Reads a request body, refusing (413) one larger than `max` bytes without reading on.
-async fn read_body(body: Body, max: usize) -> Result<Bytes> {
+pub(crate) async fn read_body(body: Body, max: usize) -> Result<Bytes> {
     axum::body::to_bytes(body, max).await.map_err(|e| {
         // to_bytes fails for an oversized body or a broken connection; say which
         let too_large = std::error::Error::source(&e)
@@ -72,6 +74,12 @@ impl Server {
                 max_body_bytes: config.ingest.max_body_bytes,
                 max_decompressed_bytes: config.ingest.max_decompressed_bytes,
             },
+            engine: crate::query::engine(
+                config
+                    .query_options()
+                    .map_err(|detail| Error::Config { path: "query".into(), detail })?,
+            ),
+            metadata: Arc::default(),
         };
         let app = router(state);
         let listener = TcpListener::bind(config.listen)
@@ -141,13 +149,16 @@ fn router(state: AppState) -> Router {
         .route("/write", post(influx_write))
         .route("/api/v1/import/prometheus", post(import_prometheus))
         .route("/api/v2/write", post(influx_write))
+        .merge(crate::query::routes())
         // each handler reads its body through `read_body`, which enforces the limit with a
         // precise message
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
     tokio::task::spawn_blocking(f).await.map_err(|e| Error::Internal(e.to_string()))?
 }
 
@@ -235,7 +246,7 @@ fn request_body(headers: &HeaderMap, body: Bytes, max: usize) -> Result<Bytes> {
     }
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -284,7 +295,9 @@ async fn import_prometheus(
         };
         let parsed = exposition::decode(&text, now_ms(), &limits)
             .map_err(|e| Error::BadData(e.to_string()))?;
-        store(&st.db, parsed.series)
+        store(&st.db, parsed.series)?;
+        st.metadata.record(&parsed.metadata);
+        Ok(())
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)

@@ -37,7 +37,12 @@ pub fn request(
     assert!(!resp.is_empty(), "no response to {method} {path}");
     let text = String::from_utf8_lossy(&resp).to_string();
     let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = text.split_once("\r\n\r\n").map(|x| x.1.to_string()).unwrap_or_default();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let chunked = head.lines().any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("transfer-encoding:") && l.contains("chunked")
+    });
+    let body = if chunked { dechunk(body) } else { body.to_string() };
     (status, body)
 }
 
@@ -54,4 +59,18 @@ pub fn config(dir: &std::path::Path) -> Config {
         data_dir: dir.to_path_buf(),
         ..Config::default()
     }
+}
+
+/// Decodes a chunked HTTP/1.1 body (servers such as Prometheus send large answers so).
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap();
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = &rest[n + 2..];
+    }
+    out
 }

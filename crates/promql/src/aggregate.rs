@@ -1,0 +1,264 @@
+//! Aggregation operators: sum, avg, count, min, max, group, stddev, stdvar, topk, bottomk,
+//! quantile, count_values, with `by` / `without`, computed per step as Prometheus 2.42 does
+//! (including its running mean for `avg` and its NaN rules for `min` / `max`).
+
+use std::collections::HashMap;
+
+use ocelli_model::{Labels, METRIC_NAME};
+use promql_parser::parser::token::{
+    T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_GROUP, T_MAX, T_MIN, T_QUANTILE, T_STDDEV,
+    T_STDVAR, T_SUM, T_TOPK,
+};
+use promql_parser::parser::{AggregateExpr, LabelModifier};
+
+use crate::eval::Ctx;
+use crate::value::{Steps, VSeries, Val, drop_these, keep_only, set_label};
+use crate::{Error, Result};
+
+pub(crate) fn aggregate(ctx: &Ctx<'_>, a: &AggregateExpr, steps: Steps) -> Result<Val> {
+    let op = a.op.id();
+    let param = match &a.param {
+        Some(p) => Some(ctx.eval(p, steps)?),
+        None => None,
+    };
+    let input = match ctx.eval(&a.expr, steps)? {
+        Val::Vector(v) => v,
+        v => {
+            return Err(Error::BadData(format!(
+                "expected type instant vector in aggregation expression, got {}",
+                v.type_name()
+            )));
+        }
+    };
+    let group_labels = |l: &Labels| -> Labels {
+        match &a.modifier {
+            None => Labels::default(),
+            Some(LabelModifier::Include(ls)) => keep_only(l, &ls.labels),
+            Some(LabelModifier::Exclude(ls)) => {
+                let mut names = ls.labels.clone();
+                names.push(METRIC_NAME.to_string());
+                drop_these(l, &names)
+            }
+        }
+    };
+    // group index per input series, and each group's output labels
+    let mut group_of: Vec<usize> = Vec::with_capacity(input.len());
+    let mut groups: Vec<Labels> = Vec::new();
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    for s in &input {
+        let g = group_labels(&s.labels);
+        let k = *index.entry(g.clone()).or_insert_with(|| {
+            groups.push(g);
+            groups.len() - 1
+        });
+        group_of.push(k);
+    }
+    let scalar_param = |name: &str| -> Result<Vec<f64>> {
+        match &param {
+            Some(Val::Scalar(v)) => Ok(v.clone()),
+            _ => Err(Error::BadData(format!("expected scalar parameter for {name}"))),
+        }
+    };
+    match op {
+        T_TOPK | T_BOTTOMK => {
+            let k = scalar_param(if op == T_TOPK { "topk" } else { "bottomk" })?;
+            Ok(Val::Vector(top_bottom(&input, &group_of, groups.len(), &k, op == T_TOPK, steps)))
+        }
+        T_COUNT_VALUES => {
+            let label = match &param {
+                Some(Val::Str(s)) => s.clone(),
+                _ => {
+                    return Err(Error::BadData("expected string parameter for count_values".into()));
+                }
+            };
+            if !ocelli_model::is_valid_label_name(&label) {
+                return Err(Error::Execution(format!("invalid label name {label:?}")));
+            }
+            let mut out: Vec<VSeries> = Vec::new();
+            let mut idx: HashMap<Labels, usize> = HashMap::new();
+            for (s, &g) in input.iter().zip(&group_of) {
+                for (i, v) in s.vals.iter().enumerate() {
+                    let Some(v) = v else { continue };
+                    let l = set_label(&groups[g], &label, &crate::value::format_value(*v));
+                    let k = *idx.entry(l.clone()).or_insert_with(|| {
+                        out.push(VSeries::new(l, vec![None; steps.n]));
+                        out.len() - 1
+                    });
+                    *out[k].vals[i].get_or_insert(0.0) += 1.0;
+                }
+            }
+            Ok(Val::Vector(out))
+        }
+        _ => {
+            let q = if op == T_QUANTILE { Some(scalar_param("quantile")?) } else { None };
+            let mut out = Vec::with_capacity(groups.len());
+            // members per group, so each group's values per step are gathered once
+            let mut members: Vec<Vec<usize>> = vec![Vec::new(); groups.len()];
+            for (i, &g) in group_of.iter().enumerate() {
+                members[g].push(i);
+            }
+            let mut buf: Vec<f64> = Vec::new();
+            for (g, labels) in groups.into_iter().enumerate() {
+                let mut vals = vec![None; steps.n];
+                for (i, slot) in vals.iter_mut().enumerate() {
+                    buf.clear();
+                    buf.extend(members[g].iter().filter_map(|&m| input[m].vals[i]));
+                    if buf.is_empty() {
+                        continue;
+                    }
+                    *slot = Some(match op {
+                        T_SUM => buf.iter().sum(),
+                        T_AVG => avg(&buf),
+                        T_COUNT => buf.len() as f64,
+                        T_GROUP => 1.0,
+                        T_MIN => buf[1..]
+                            .iter()
+                            .fold(buf[0], |m, &v| if m > v || m.is_nan() { v } else { m }),
+                        T_MAX => buf[1..]
+                            .iter()
+                            .fold(buf[0], |m, &v| if m < v || m.is_nan() { v } else { m }),
+                        T_STDDEV => variance(&buf).sqrt(),
+                        T_STDVAR => variance(&buf),
+                        T_QUANTILE => quantile(q.as_ref().map_or(f64::NAN, |q| q[i]), &mut buf),
+                        _ => {
+                            return Err(Error::BadData(format!(
+                                "aggregation operator {} is not supported",
+                                a.op
+                            )));
+                        }
+                    });
+                }
+                out.push(VSeries::new(labels, vals));
+            }
+            Ok(Val::Vector(out))
+        }
+    }
+}
+
+/// Prometheus 2.42's running mean (it divides each term to avoid overflow, and keeps an
+/// infinite mean once reached).
+pub(crate) fn avg(v: &[f64]) -> f64 {
+    let mut mean = v[0];
+    let mut n = 1.0;
+    for &x in &v[1..] {
+        n += 1.0;
+        if mean.is_infinite() {
+            if x.is_infinite() && (mean > 0.0) == (x > 0.0) {
+                continue;
+            }
+            if !x.is_infinite() && !x.is_nan() {
+                continue;
+            }
+        }
+        mean += x / n - mean / n;
+    }
+    mean
+}
+
+/// Population variance with Welford's update, as Prometheus computes it.
+pub(crate) fn variance(v: &[f64]) -> f64 {
+    let (mut n, mut mean, mut aux) = (0.0, 0.0, 0.0);
+    for &x in v {
+        n += 1.0;
+        let delta = x - mean;
+        mean += delta / n;
+        aux += delta * (x - mean);
+    }
+    aux / n
+}
+
+/// The φ-quantile with linear interpolation between closest ranks; sorts `v`.
+pub(crate) fn quantile(q: f64, v: &mut [f64]) -> f64 {
+    if v.is_empty() || q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len() as f64;
+    let rank = q * (n - 1.0);
+    let lo = rank.floor().max(0.0);
+    let hi = (lo + 1.0).min(n - 1.0);
+    let w = rank - rank.floor();
+    v[lo as usize] * (1.0 - w) + v[hi as usize] * w
+}
+
+fn top_bottom(
+    input: &[VSeries],
+    group_of: &[usize],
+    ngroups: usize,
+    k: &[f64],
+    top: bool,
+    steps: Steps,
+) -> Vec<VSeries> {
+    let mut keep: Vec<Vec<Option<f64>>> = vec![vec![None; steps.n]; input.len()];
+    let mut per_group: Vec<Vec<(usize, f64)>> = vec![Vec::new(); ngroups];
+    for (i, kv) in k.iter().enumerate().take(steps.n) {
+        if kv.is_nan() || *kv < 1.0 {
+            continue;
+        }
+        let kk = if *kv >= input.len() as f64 { input.len() } else { *kv as usize };
+        for g in &mut per_group {
+            g.clear();
+        }
+        for (m, s) in input.iter().enumerate() {
+            if let Some(v) = s.vals[i] {
+                per_group[group_of[m]].push((m, v));
+            }
+        }
+        for g in &mut per_group {
+            // best first; NaN is never better than a number
+            g.sort_by(|a, b| match (a.1.is_nan(), b.1.is_nan()) {
+                (true, true) => std::cmp::Ordering::Equal,
+                (true, false) => std::cmp::Ordering::Greater,
+                (false, true) => std::cmp::Ordering::Less,
+                _ if top => b.1.total_cmp(&a.1),
+                _ => a.1.total_cmp(&b.1),
+            });
+            for &(m, v) in g.iter().take(kk) {
+                keep[m][i] = Some(v);
+            }
+        }
+    }
+    let mut out: Vec<(usize, VSeries)> = input
+        .iter()
+        .zip(keep)
+        .enumerate()
+        .map(|(m, (s, vals))| (m, VSeries::new(s.labels.clone(), vals)))
+        .filter(|(_, s)| !s.is_empty())
+        .collect();
+    // an instant query lists the kept elements best first, as Prometheus does
+    if steps.n == 1 {
+        out.sort_by(|a, b| {
+            let (x, y) = (a.1.vals[0].unwrap_or(f64::NAN), b.1.vals[0].unwrap_or(f64::NAN));
+            let o = x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal);
+            if top { o.reverse() } else { o }
+        });
+    }
+    out.into_iter().map(|(_, s)| s).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantile_interpolates_between_ranks() {
+        assert_eq!(quantile(0.5, &mut [1.0, 2.0, 3.0, 4.0]), 2.5);
+        assert_eq!(quantile(0.0, &mut [3.0, 1.0]), 1.0);
+        assert_eq!(quantile(1.0, &mut [3.0, 1.0]), 3.0);
+        assert_eq!(quantile(-1.0, &mut [3.0]), f64::NEG_INFINITY);
+        assert_eq!(quantile(2.0, &mut [3.0]), f64::INFINITY);
+    }
+
+    #[test]
+    fn avg_and_variance() {
+        assert_eq!(avg(&[1.0, 2.0, 3.0]), 2.0);
+        assert_eq!(avg(&[f64::INFINITY, 1.0]), f64::INFINITY);
+        assert_eq!(variance(&[2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0]), 4.0);
+    }
+}

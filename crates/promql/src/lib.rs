@@ -1,0 +1,136 @@
+//! Ocelli's PromQL engine: evaluates PromQL as Prometheus 2.42 does, over any sample source.
+//!
+//! Parsing is the `promql-parser` crate's; there is no PromQL evaluator crate worth building on,
+//! so evaluation is ours. The engine evaluates every node of the expression over all steps of
+//! the query at once: selectors fetch each series once for the whole range, instant vectors are
+//! held densely (one optional value per step), and range functions slide a window over each
+//! series' samples. An instant query is a range query of one step.
+//!
+//! Semantics follow Prometheus 2.42: the lookback delta (default 5 m) and staleness markers for
+//! instant selectors, closed `[t - range, t]` windows for range selectors, `offset` and `@`
+//! (including `start()` / `end()`), subqueries aligned to multiples of their step, vector
+//! matching with `on` / `ignoring` / `group_left` / `group_right` / `bool`, set operators, every
+//! aggregation and every function of 2.42 (native histograms excepted). [`Options`] bounds the
+//! samples a query may touch and its run time.
+
+mod aggregate;
+mod binary;
+mod error;
+mod eval;
+mod functions;
+mod value;
+
+use std::time::Duration;
+
+pub use error::{Error, Result};
+pub use value::{QueryValue, format_value};
+
+use ocelli_model::{Labels, Matcher, Sample};
+
+/// Where the engine reads samples from. The server implements it over the storage engine.
+pub trait Storage: Sync {
+    /// Series matching all `matchers`, with their samples in `[mint, maxt]` (inclusive), sorted
+    /// by time, at most one per timestamp. Stale markers are returned as stored.
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> std::result::Result<Vec<(Labels, Vec<Sample>)>, String>;
+}
+
+/// Engine limits and defaults.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// How far back an instant selector looks for a sample (Prometheus: 5 m).
+    pub lookback_delta: Duration,
+    /// Most samples a query may load or hold (Prometheus' `query.max-samples`: 50,000,000).
+    pub max_samples: usize,
+    /// Longest a query may run (Prometheus' `query.timeout`: 2 m).
+    pub timeout: Duration,
+    /// Step of subqueries that name none (Prometheus' global `evaluation_interval`: 1 m).
+    pub default_subquery_step: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            lookback_delta: Duration::from_secs(300),
+            max_samples: 50_000_000,
+            timeout: Duration::from_secs(120),
+            default_subquery_step: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Prometheus refuses range queries of more than this many steps.
+pub const MAX_POINTS_PER_SERIES: i64 = 11_000;
+
+/// The PromQL engine: stateless apart from its options; cheap to share.
+#[derive(Clone, Debug, Default)]
+pub struct Engine {
+    opts: Options,
+}
+
+impl Engine {
+    pub fn new(opts: Options) -> Engine {
+        functions::register_extra();
+        Engine { opts }
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.opts
+    }
+
+    /// Evaluates `query` at time `t` (ms).
+    pub fn instant(&self, storage: &dyn Storage, query: &str, t: i64) -> Result<QueryValue> {
+        let expr = parse(query)?;
+        eval::instant(&self.opts, storage, &expr, t)
+    }
+
+    /// Evaluates `query` at `start`, `start + step`, ... up to `end` (all ms); the result is
+    /// always a matrix.
+    pub fn range(
+        &self,
+        storage: &dyn Storage,
+        query: &str,
+        start: i64,
+        end: i64,
+        step: i64,
+    ) -> Result<QueryValue> {
+        if end < start {
+            return Err(Error::BadData("end timestamp must not be before start time".into()));
+        }
+        if step <= 0 {
+            return Err(Error::BadData(
+                "zero or negative query resolution step widths are not accepted. Try a positive integer"
+                    .into(),
+            ));
+        }
+        if (end - start) / step > MAX_POINTS_PER_SERIES {
+            return Err(Error::BadData(
+                "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)"
+                    .into(),
+            ));
+        }
+        let expr = parse(query)?;
+        eval::range(&self.opts, storage, &expr, start, end, step)
+    }
+}
+
+/// Parses a PromQL expression (with our extra functions registered).
+pub fn parse(query: &str) -> Result<promql_parser::parser::Expr> {
+    functions::register_extra();
+    promql_parser::parser::parse(query).map_err(Error::Parse)
+}
+
+/// Parses a series selector as the `match[]` parameters of the HTTP API take it, into one
+/// matcher list per `or` branch.
+pub fn parse_selector(s: &str) -> Result<Vec<Vec<Matcher>>> {
+    match parse(s)? {
+        promql_parser::parser::Expr::VectorSelector(vs) => eval::selector_matchers(&vs),
+        _ => Err(Error::BadData(format!(
+            "invalid parameter \"match[]\": {s:?} is not a series selector"
+        ))),
+    }
+}
