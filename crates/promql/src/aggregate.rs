@@ -68,7 +68,9 @@ pub(crate) fn aggregate(ctx: &Ctx<'_>, a: &AggregateExpr, steps: Steps) -> Resul
             let label = match &param {
                 Some(Val::Str(s)) => s.clone(),
                 _ => {
-                    return Err(Error::BadData("expected string parameter for count_values".into()));
+                    return Err(Error::BadData(
+                        "expected string parameter for count_values".into(),
+                    ));
                 }
             };
             if !ocelli_model::is_valid_label_name(&label) {
