@@ -29,6 +29,7 @@ pub(crate) struct AppState {
     pub limits: ocelli_wire::remote_write::Limits,
     pub engine: Arc<ocelli_promql::Engine>,
     pub metadata: Arc<crate::query::MetadataStore>,
+    pub requests: Arc<crate::metrics::RequestMetrics>,
 }
 
 /// Reads a request body, refusing (413) one larger than `max` bytes without reading on.
@@ -80,6 +81,7 @@ impl Server {
                     .map_err(|detail| Error::Config { path: "query".into(), detail })?,
             ),
             metadata: Arc::default(),
+            requests: Arc::default(),
         };
         let app = router(state);
         let listener = TcpListener::bind(config.listen)
@@ -150,9 +152,11 @@ fn router(state: AppState) -> Router {
         .route("/api/v1/import/prometheus", post(import_prometheus))
         .route("/api/v2/write", post(influx_write))
         .merge(crate::query::routes())
+        .route("/metrics", get(crate::metrics::metrics))
         // each handler reads its body through `read_body`, which enforces the limit with a
         // precise message
         .layer(DefaultBodyLimit::disable())
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::metrics::track))
         .with_state(state)
 }
 

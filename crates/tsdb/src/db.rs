@@ -128,6 +128,16 @@ pub struct Stats {
     pub wal_records: u64,
     pub wal_writes: u64,
     pub wal_syncs: u64,
+    /// Samples appended (acknowledged) since open.
+    pub appended_samples: u64,
+    /// Seconds spent in WAL `fdatasync` since open.
+    pub wal_sync_seconds: f64,
+    /// Heads written out as blocks, and the seconds it took, since open.
+    pub head_writes: u64,
+    pub head_write_seconds: f64,
+    /// Compaction passes that merged blocks, and the seconds all passes took, since open.
+    pub compactions: u64,
+    pub compaction_seconds: f64,
     pub min_t: Option<i64>,
     pub max_t: Option<i64>,
 }
@@ -152,6 +162,12 @@ struct Inner {
     last_cut: Mutex<Instant>,
     closed: AtomicBool,
     stop: (Mutex<bool>, Condvar),
+    /// Counters for [`Stats`]: head write-outs, compactions, and their nanoseconds.
+    appended_samples: AtomicU64,
+    head_writes: AtomicU64,
+    head_write_ns: AtomicU64,
+    compactions: AtomicU64,
+    compaction_ns: AtomicU64,
 }
 
 /// An open data directory. Cheap to share behind an `Arc`; all methods take `&self`.
@@ -269,6 +285,11 @@ impl Db {
             last_cut: Mutex::new(Instant::now()),
             closed: AtomicBool::new(false),
             stop: (Mutex::new(false), Condvar::new()),
+            appended_samples: AtomicU64::new(0),
+            head_writes: AtomicU64::new(0),
+            head_write_ns: AtomicU64::new(0),
+            compactions: AtomicU64::new(0),
+            compaction_ns: AtomicU64::new(0),
         });
         let mut threads = Vec::new();
         if opts.background {
@@ -599,9 +620,11 @@ impl Inner {
             for (b, s) in batch.iter().zip(&series) {
                 head.append(s, b.samples.iter().copied());
             }
-            seq
+            (seq, nsamples)
         };
-        self.wal.commit(seq)
+        self.wal.commit(seq.0)?;
+        self.appended_samples.fetch_add(seq.1 as u64, Ordering::Relaxed);
+        Ok(())
     }
 
     fn select(
@@ -734,6 +757,12 @@ impl Inner {
             wal_records: self.wal.records.load(Ordering::Relaxed),
             wal_writes: self.wal.writes.load(Ordering::Relaxed),
             wal_syncs: self.wal.syncs.load(Ordering::Relaxed),
+            appended_samples: self.appended_samples.load(Ordering::Relaxed),
+            wal_sync_seconds: self.wal.sync_ns.load(Ordering::Relaxed) as f64 / 1e9,
+            head_writes: self.head_writes.load(Ordering::Relaxed),
+            head_write_seconds: self.head_write_ns.load(Ordering::Relaxed) as f64 / 1e9,
+            compactions: self.compactions.load(Ordering::Relaxed),
+            compaction_seconds: self.compaction_ns.load(Ordering::Relaxed) as f64 / 1e9,
             min_t: blocks.iter().map(|b| b.meta.min_t).min(),
             max_t: blocks.iter().map(|b| b.meta.max_t).max(),
         };
@@ -833,6 +862,8 @@ impl Inner {
                 bl.sort_by_key(|b| b.meta.seq);
             }
             self.frozen.write().retain(|f| !Arc::ptr_eq(f, &frozen));
+            self.head_writes.fetch_add(1, Ordering::Relaxed);
+            self.head_write_ns.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
             tracing::info!(
                 blocks = n,
                 samples = frozen.head.num_samples(),
@@ -906,6 +937,16 @@ impl Inner {
     /// anyway. A group holds every block overlapping its windows, so the merged block never
     /// overlaps a block it does not contain. Call with the maintenance lock held.
     fn compact(&self, force: bool) -> Result<usize> {
+        let t0 = Instant::now();
+        let merged = self.compact_untimed(force);
+        self.compaction_ns.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        if matches!(merged, Ok(n) if n > 0) {
+            self.compactions.fetch_add(1, Ordering::Relaxed);
+        }
+        merged
+    }
+
+    fn compact_untimed(&self, force: bool) -> Result<usize> {
         let d = self.opts.block_duration_ms;
         let max_width = (self.opts.retention_ms / 10).max(d);
         let mut widths = vec![d];

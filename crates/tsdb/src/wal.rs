@@ -89,6 +89,8 @@ pub(crate) struct Wal {
     pub(crate) records: AtomicU64,
     pub(crate) writes: AtomicU64,
     pub(crate) syncs: AtomicU64,
+    /// Nanoseconds spent in `fdatasync`, for the server's own metrics.
+    pub(crate) sync_ns: AtomicU64,
     poisoned: Mutex<Option<String>>,
 }
 
@@ -227,6 +229,7 @@ impl Wal {
             records: AtomicU64::new(0),
             writes: AtomicU64::new(0),
             syncs: AtomicU64::new(0),
+            sync_ns: AtomicU64::new(0),
             poisoned: Mutex::new(None),
         })
     }
@@ -296,8 +299,7 @@ impl Wal {
             file.write_all(buf).io_ctx("write", &path)?;
             self.writes.fetch_add(1, Ordering::Relaxed);
             if self.policy == FsyncPolicy::Always {
-                file.sync_data().io_ctx("fsync", &path)?;
-                self.syncs.fetch_add(1, Ordering::Relaxed);
+                self.timed_sync(file, &path)?;
             }
             Ok(())
         })();
@@ -325,8 +327,7 @@ impl Wal {
     fn rotate_locked(&self, io: &mut Io) -> Result<u64> {
         let path = self.dir.join(wal_segment_name(io.segment));
         if self.policy != FsyncPolicy::Always {
-            io.file.sync_data().io_ctx("fsync", &path)?;
-            self.syncs.fetch_add(1, Ordering::Relaxed);
+            self.timed_sync(&io.file, &path)?;
         }
         let next = io.segment + 1;
         io.file = create_segment(&self.dir, next)?;
@@ -361,8 +362,15 @@ impl Wal {
             (io.file.try_clone(), io.segment)
         };
         let path = self.dir.join(wal_segment_name(segment));
-        file.io_ctx("dup", &path)?.sync_data().io_ctx("fsync", &path)?;
+        self.timed_sync(&file.io_ctx("dup", &path)?, &path)
+    }
+
+    /// `fdatasync`, counted and timed.
+    fn timed_sync(&self, file: &File, path: &Path) -> Result<()> {
+        let t0 = std::time::Instant::now();
+        file.sync_data().io_ctx("fsync", path)?;
         self.syncs.fetch_add(1, Ordering::Relaxed);
+        self.sync_ns.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
         Ok(())
     }
 

@@ -1,0 +1,154 @@
+//! The server's own health as Prometheus exposition text on `GET /metrics`: HTTP requests by
+//! handler and status code (so rejected requests show by reason: 400 malformed, 413 too large,
+//! 422 failed evaluation, 503 unavailable), request durations, samples appended, active series,
+//! and the storage engine's WAL, head write-out and compaction counters and timings.
+//!
+//! Written by hand: a few counters need no metrics library, and the text format is ours to
+//! emit exactly.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use parking_lot::Mutex;
+
+use crate::Result;
+use crate::http::{AppState, blocking};
+
+/// Request counters by (handler, status code): count and total seconds.
+#[derive(Debug, Default)]
+pub struct RequestMetrics {
+    by_handler: Mutex<BTreeMap<(String, u16), (u64, f64)>>,
+}
+
+/// Middleware: counts and times every request under the route it matched.
+pub(crate) async fn track(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let handler = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "other".into());
+    let t0 = Instant::now();
+    let resp = next.run(req).await;
+    let secs = t0.elapsed().as_secs_f64();
+    let mut m = st.requests.by_handler.lock();
+    let e = m.entry((handler, resp.status().as_u16())).or_insert((0, 0.0));
+    e.0 += 1;
+    e.1 += secs;
+    resp
+}
+
+pub(crate) async fn metrics(State(st): State<AppState>) -> Result<Response> {
+    let db = st.db.clone();
+    let s = blocking(move || Ok(db.stats())).await?;
+    let mut out = String::with_capacity(4096);
+    let mut family = |name: &str, kind: &str, help: &str, value: f64| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}", fmt(value));
+    };
+    family(
+        "ocelli_appended_samples_total",
+        "counter",
+        "Samples appended (acknowledged) since start.",
+        s.appended_samples as f64,
+    );
+    family(
+        "ocelli_head_series",
+        "gauge",
+        "Series in the in-memory head (active series).",
+        s.head_series as f64,
+    );
+    family("ocelli_head_samples", "gauge", "Samples in the in-memory head.", s.head_samples as f64);
+    family(
+        "ocelli_head_bytes",
+        "gauge",
+        "Bytes of sample data in the in-memory head.",
+        s.head_bytes as f64,
+    );
+    family("ocelli_blocks", "gauge", "Persistent blocks.", s.blocks as f64);
+    family(
+        "ocelli_block_bytes",
+        "gauge",
+        "Bytes of persistent blocks on disk.",
+        s.block_bytes as f64,
+    );
+    family("ocelli_wal_bytes", "gauge", "Bytes of write-ahead log on disk.", s.wal_bytes as f64);
+    family(
+        "ocelli_wal_records_total",
+        "counter",
+        "Write-ahead log records queued since start.",
+        s.wal_records as f64,
+    );
+    family(
+        "ocelli_wal_writes_total",
+        "counter",
+        "Write-ahead log write calls since start.",
+        s.wal_writes as f64,
+    );
+    family(
+        "ocelli_wal_fsyncs_total",
+        "counter",
+        "Write-ahead log fdatasync calls since start.",
+        s.wal_syncs as f64,
+    );
+    family(
+        "ocelli_wal_fsync_seconds_total",
+        "counter",
+        "Seconds spent in write-ahead log fdatasync since start.",
+        s.wal_sync_seconds,
+    );
+    family(
+        "ocelli_head_writes_total",
+        "counter",
+        "Heads written out as blocks since start.",
+        s.head_writes as f64,
+    );
+    family(
+        "ocelli_head_write_seconds_total",
+        "counter",
+        "Seconds spent writing heads out as blocks since start.",
+        s.head_write_seconds,
+    );
+    family(
+        "ocelli_compactions_total",
+        "counter",
+        "Compaction passes that merged blocks since start.",
+        s.compactions as f64,
+    );
+    family(
+        "ocelli_compaction_seconds_total",
+        "counter",
+        "Seconds spent in compaction passes since start.",
+        s.compaction_seconds,
+    );
+    let m = st.requests.by_handler.lock();
+    out.push_str("# HELP ocelli_http_requests_total HTTP requests by handler and status code.\n# TYPE ocelli_http_requests_total counter\n");
+    for ((h, code), (n, _)) in m.iter() {
+        let _ = writeln!(
+            out,
+            "ocelli_http_requests_total{{handler=\"{}\",code=\"{code}\"}} {n}",
+            escape(h)
+        );
+    }
+    out.push_str("# HELP ocelli_http_request_seconds_total Seconds spent answering HTTP requests, by handler and status code.\n# TYPE ocelli_http_request_seconds_total counter\n");
+    for ((h, code), (_, secs)) in m.iter() {
+        let _ = writeln!(
+            out,
+            "ocelli_http_request_seconds_total{{handler=\"{}\",code=\"{code}\"}} {}",
+            escape(h),
+            fmt(*secs)
+        );
+    }
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response())
+}
+
+fn fmt(v: f64) -> String {
+    ocelli_promql::format_value(v)
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
