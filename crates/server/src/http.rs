@@ -27,6 +27,13 @@ use crate::{Config, Error, Result};
 struct AppState {
     db: Arc<Db>,
     limits: ocelli_wire::remote_write::Limits,
+    scrape: crate::scrape::Scraper,
+}
+
+impl axum::extract::FromRef<AppState> for crate::scrape::Scraper {
+    fn from_ref(st: &AppState) -> Self {
+        st.scrape.clone()
+    }
 }
 
 /// Reads a request body, refusing (413) one larger than `max` bytes without reading on.
@@ -47,6 +54,8 @@ async fn read_body(body: Body, max: usize) -> Result<Bytes> {
 #[derive(Debug)]
 pub struct Server {
     pub addr: SocketAddr,
+    /// The scrape manager, for reloads.
+    pub scrape: crate::scrape::Scraper,
     shutdown: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<Result<()>>,
 }
@@ -66,7 +75,9 @@ impl Server {
             tracing::warn!("storage recovery: {line}");
         }
         let db = Arc::new(db);
+        let scrape = crate::scrape::Scraper::start(db.clone(), &config).await?;
         let state = AppState {
+            scrape: scrape.clone(),
             db: db.clone(),
             limits: ocelli_wire::remote_write::Limits {
                 max_body_bytes: config.ingest.max_body_bytes,
@@ -80,6 +91,7 @@ impl Server {
         let addr = listener.local_addr().map_err(|e| Error::Internal(e.to_string()))?;
         tracing::info!(%addr, data_dir = %config.data_dir.display(), "serving");
         let (shutdown, mut rx) = tokio::sync::watch::channel(false);
+        let scraper = scrape.clone();
         let task = tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
@@ -87,11 +99,13 @@ impl Server {
                 })
                 .await
                 .map_err(|e| Error::Internal(e.to_string()))?;
+            // scrape loops write their end-of-run stale markers, then let go of storage
+            scraper.shutdown().await;
             // last reference: closing syncs the WAL
             drop(db);
             Ok(())
         });
-        Ok(Server { addr, shutdown, task })
+        Ok(Server { addr, scrape, shutdown, task })
     }
 
     /// Stops accepting requests, finishes the ones in flight, and closes storage.
@@ -104,7 +118,11 @@ impl Server {
 /// Runs the server until SIGINT or SIGTERM.
 pub async fn serve(config: Config) -> Result<()> {
     let server = Server::start(config).await?;
+    #[cfg(unix)]
+    let hup = crate::scrape::reload_on_sighup(server.scrape.clone());
     shutdown_signal().await;
+    #[cfg(unix)]
+    hup.abort();
     tracing::info!("shutting down");
     server.stop().await
 }
@@ -141,6 +159,8 @@ fn router(state: AppState) -> Router {
         .route("/write", post(influx_write))
         .route("/api/v1/import/prometheus", post(import_prometheus))
         .route("/api/v2/write", post(influx_write))
+        .route("/api/v1/targets", get(crate::scrape::api::targets))
+        .route("/-/reload", post(crate::scrape::api::reload).put(crate::scrape::api::reload))
         // each handler reads its body through `read_body`, which enforces the limit with a
         // precise message
         .layer(DefaultBodyLimit::disable())
@@ -209,7 +229,7 @@ struct InfluxParams {
 }
 
 /// The body as sent, or gunzipped when `Content-Encoding: gzip`, never more than `max` bytes.
-fn request_body(headers: &HeaderMap, body: Bytes, max: usize) -> Result<Bytes> {
+pub(crate) fn request_body(headers: &HeaderMap, body: Bytes, max: usize) -> Result<Bytes> {
     use std::io::Read;
     let encoding = headers
         .get(header::CONTENT_ENCODING)
