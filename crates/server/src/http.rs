@@ -75,7 +75,7 @@ impl Server {
             tracing::warn!("storage recovery: {line}");
         }
         let db = Arc::new(db);
-        let scrape = crate::scrape::Scraper::start(db.clone(), &config).await?;
+        let scrape = crate::scrape::Scraper::new(db.clone(), &config)?;
         let state = AppState {
             scrape: scrape.clone(),
             db: db.clone(),
@@ -92,6 +92,7 @@ impl Server {
         tracing::info!(%addr, data_dir = %config.data_dir.display(), "serving");
         let (shutdown, mut rx) = tokio::sync::watch::channel(false);
         let scraper = scrape.clone();
+        scraper.begin().await;
         let task = tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(async move {

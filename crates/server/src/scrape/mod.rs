@@ -23,7 +23,7 @@ pub mod relabel;
 pub mod scrape_loop;
 pub mod target;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -59,7 +59,7 @@ pub fn jobs_of(config: &Config) -> std::result::Result<Vec<Job>, String> {
 }
 
 /// Identity of a running target: the same key after a reload is the same target.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 struct Key {
     job: String,
     url: String,
@@ -68,8 +68,6 @@ struct Key {
 
 struct Running {
     spec: Arc<TargetSpec>,
-    /// The job's config as written, to restart the loop when it changes.
-    raw: ScrapeConfig,
     discovered: Labels,
     health: Arc<Mutex<Health>>,
     stop: oneshot::Sender<Stop>,
@@ -80,7 +78,6 @@ struct Running {
 struct Wanted {
     key: Key,
     spec: TargetSpec,
-    raw: ScrapeConfig,
     discovered: Labels,
 }
 
@@ -93,6 +90,8 @@ struct Manager {
     running: BTreeMap<Key, Running>,
     dropped: Vec<(String, Labels)>,
     refresher: Option<JoinHandle<()>>,
+    /// The jobs to start with, until [`Scraper::begin`].
+    pending: Option<Vec<Job>>,
 }
 
 /// Handle to the scrape manager; clones share it.
@@ -110,8 +109,8 @@ impl std::fmt::Debug for Scraper {
 }
 
 impl Scraper {
-    /// Starts scraping what `config` asks for, and the discovery file poller.
-    pub async fn start(db: Arc<Db>, config: &Config) -> Result<Scraper> {
+    /// Checks the scrape part of `config`; nothing runs until [`Scraper::begin`].
+    pub fn new(db: Arc<Db>, config: &Config) -> Result<Scraper> {
         let jobs = jobs_of(config).map_err(|detail| Error::Config {
             path: config.source.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
             detail,
@@ -123,14 +122,20 @@ impl Scraper {
             running: BTreeMap::new(),
             dropped: Vec::new(),
             refresher: None,
+            pending: Some(jobs),
         };
-        let scraper = Scraper {
+        Ok(Scraper {
             inner: Arc::new(tokio::sync::Mutex::new(manager)),
             source: config.source.clone(),
-        };
-        let mut m = scraper.inner.lock().await;
+        })
+    }
+
+    /// Starts the scrape loops and the discovery file poller (once; later calls do nothing).
+    pub async fn begin(&self) {
+        let mut m = self.inner.lock().await;
+        let Some(jobs) = m.pending.take() else { return };
         m.apply(jobs).await;
-        let inner = scraper.inner.clone();
+        let inner = self.inner.clone();
         m.refresher = Some(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(file_sd::POLL_EVERY).await;
@@ -141,8 +146,6 @@ impl Scraper {
                 m.poll_file_sd().await;
             }
         }));
-        drop(m);
-        Ok(scraper)
     }
 
     /// Reads the config file again and applies its scrape part. An invalid file changes
@@ -243,6 +246,7 @@ impl Manager {
     /// The targets the jobs and discovery files ask for, and the dropped ones.
     fn wanted(&self) -> (Vec<Wanted>, Vec<(String, Labels)>) {
         let mut wanted: Vec<Wanted> = Vec::new();
+        let mut seen: HashSet<Key> = HashSet::new();
         let mut dropped = Vec::new();
         for job in &self.jobs {
             let sd_groups = self
@@ -260,8 +264,8 @@ impl Manager {
                                 labels: spec.labels.clone(),
                             };
                             // the same target twice is scraped once
-                            if wanted.iter().all(|w| w.key != key) {
-                                wanted.push(Wanted { key, spec, raw: job.raw.clone(), discovered });
+                            if seen.insert(key.clone()) {
+                                wanted.push(Wanted { key, spec, discovered });
                             }
                         }
                         Ok(Outcome::Dropped { discovered }) => {
@@ -287,7 +291,7 @@ impl Manager {
         let mut start: Vec<Wanted> = Vec::new();
         for w in wanted {
             match self.running.remove(&w.key) {
-                Some(mut r) if r.spec.same_as(&w.spec) && r.raw == w.raw => {
+                Some(mut r) if r.spec.same_as(&w.spec) => {
                     r.discovered = w.discovered;
                     next.insert(w.key, r);
                 }
@@ -315,7 +319,7 @@ fn launch(db: &Arc<Db>, w: Wanted, health: Arc<Mutex<Health>>, state: LoopState)
     let (stop, rx) = oneshot::channel();
     let handle =
         tokio::spawn(scrape_loop::run(spec.clone(), db.clone(), health.clone(), rx, state));
-    Running { spec, raw: w.raw, discovered: w.discovered, health, stop, handle }
+    Running { spec, discovered: w.discovered, health, stop, handle }
 }
 
 /// Runs `reload` on every SIGHUP until the returned task is aborted; an invalid config is
@@ -337,4 +341,79 @@ pub fn reload_on_sighup(scraper: Scraper) -> JoinHandle<()> {
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        Config::parse(text, "test").unwrap()
+    }
+
+    fn job(targets: &str, extra: &str) -> String {
+        // an interval of an hour: the loops wait for their first scrape the whole test
+        format!(
+            "[[scrape_configs]]\njob_name = \"a\"\nscrape_interval = \"1h\"\n{extra}\n[[scrape_configs.static_configs]]\ntargets = [{targets}]\n"
+        )
+    }
+
+    async fn specs(s: &Scraper) -> Vec<Arc<TargetSpec>> {
+        s.inner.lock().await.running.values().map(|r| r.spec.clone()).collect()
+    }
+
+    async fn apply(s: &Scraper, text: &str) {
+        let jobs = jobs_of(&config(text)).unwrap();
+        s.inner.lock().await.apply(jobs).await;
+    }
+
+    #[tokio::test]
+    async fn reload_restarts_only_changed_targets_and_never_scraped_ones_leave_no_trace() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = ocelli_tsdb::Options { background: false, ..Default::default() };
+        let db = Arc::new(Db::open(dir.path(), opts).unwrap().0);
+        let s = Scraper::new(db.clone(), &config(&job("\"127.0.0.1:1\"", ""))).unwrap();
+        assert!(specs(&s).await.is_empty(), "nothing runs before begin");
+        s.begin().await;
+        let first = specs(&s).await;
+        assert_eq!(first.len(), 1);
+
+        // a target added to the job: the existing loop goes on untouched
+        apply(&s, &job("\"127.0.0.1:1\", \"127.0.0.1:2\"", "")).await;
+        let second = specs(&s).await;
+        assert_eq!(second.len(), 2);
+        assert!(Arc::ptr_eq(&first[0], &second[0]));
+        // a setting that changes how it is scraped: both restart
+        apply(&s, &job("\"127.0.0.1:1\", \"127.0.0.1:2\"", "sample_limit = 10")).await;
+        let third = specs(&s).await;
+        assert_eq!(third.len(), 2);
+        assert!(!Arc::ptr_eq(&second[0], &third[0]) && !Arc::ptr_eq(&second[1], &third[1]));
+        assert_eq!(third[0].sample_limit, 10);
+        // new labels are a new target
+        apply(
+            &s,
+            &job(
+                "\"127.0.0.1:1\"",
+                "[[scrape_configs.relabel_configs]]\ntarget_label = \"x\"\nreplacement = \"y\"",
+            ),
+        )
+        .await;
+        let fourth = specs(&s).await;
+        assert_eq!(fourth.len(), 1);
+        assert_eq!(fourth[0].labels.get("x"), Some("y"));
+
+        apply(&s, "").await;
+        assert!(specs(&s).await.is_empty());
+        s.shutdown().await;
+        // no target was ever scraped, so no stale marker was written for any
+        let all = db
+            .select(
+                &[ocelli_model::Matcher::new(ocelli_model::MatchOp::RegexMatch, "__name__", ".+")
+                    .unwrap()],
+                i64::MIN,
+                i64::MAX,
+            )
+            .unwrap();
+        assert!(all.is_empty(), "{all:?}");
+    }
 }

@@ -55,6 +55,9 @@ pub enum Stop {
 pub struct LoopState {
     /// Series of the last successful scrape that carry the scrape's timestamp.
     prev: HashSet<Labels>,
+    /// Whether the synthetic series have been written: a target never scraped has nothing to
+    /// mark stale.
+    scraped: bool,
 }
 
 /// The target's health as the targets API shows it.
@@ -151,7 +154,7 @@ fn first_wait(t: &TargetSpec, now: SystemTime) -> Duration {
 
 /// Marks the last series and the synthetic ones stale (on `Stop::Stale`) and returns the state.
 async fn finish(t: &Arc<TargetSpec>, db: &Arc<Db>, how: Stop, state: LoopState) -> LoopState {
-    if how == Stop::Handover {
+    if how == Stop::Handover || !state.scraped {
         return state;
     }
     let ts = unix_ms(SystemTime::now());
@@ -224,7 +227,7 @@ pub fn process(
     prev: &LoopState,
 ) -> (Processed, LoopState) {
     let outcome = body.and_then(|b| samples(t, &b, ts));
-    let mut new_state = LoopState::default();
+    let mut new_state = LoopState { prev: HashSet::new(), scraped: true };
     let (mut batch, error, scraped, post) = match outcome {
         Ok((batch, scraped)) => {
             let post = batch.iter().map(|s| s.samples.len()).sum::<usize>();
@@ -381,6 +384,7 @@ mod tests {
             sample_limit,
             body_limit: 1 << 20,
             metric_relabel: Arc::new(Vec::new()),
+            metric_relabel_configs: Vec::new(),
         }
     }
 
@@ -472,8 +476,10 @@ mod tests {
     #[test]
     fn sample_limit_and_bad_body_fail_the_whole_scrape() {
         let t = spec(false, true, 2);
-        let prev =
-            LoopState { prev: HashSet::from([Labels::from_pairs([("__name__", "old")]).unwrap()]) };
+        let prev = LoopState {
+            prev: HashSet::from([Labels::from_pairs([("__name__", "old")]).unwrap()]),
+            scraped: true,
+        };
         let (p, st) = process(&t, Ok(Bytes::from("a 1\nb 2\nc 3\n")), 10, Duration::ZERO, &prev);
         assert_eq!(
             p.error.as_deref(),

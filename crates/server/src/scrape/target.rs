@@ -16,7 +16,7 @@ use std::time::Duration;
 use ocelli_model::{Label, Labels};
 
 use super::config::{Job, TargetGroup, check_address};
-use super::relabel::{LabelMap, Rule, relabel};
+use super::relabel::{LabelMap, RelabelConfig, Rule, relabel};
 use crate::config::parse_duration;
 
 pub const ADDRESS: &str = "__address__";
@@ -44,17 +44,24 @@ pub struct TargetSpec {
     pub sample_limit: usize,
     pub body_limit: usize,
     pub metric_relabel: Arc<Vec<Rule>>,
+    /// The rules as written, to tell whether they changed.
+    pub metric_relabel_configs: Vec<RelabelConfig>,
 }
 
 impl TargetSpec {
     /// Whether a running loop for `self` can go on as it is for `other`: same target, same
-    /// settings. The job's raw config is compared by the caller.
+    /// settings. How the target was found (static or file, which relabelling) does not matter.
     pub fn same_as(&self, other: &TargetSpec) -> bool {
         self.job == other.job
             && self.labels == other.labels
             && self.url == other.url
             && self.interval == other.interval
             && self.timeout == other.timeout
+            && self.honor_labels == other.honor_labels
+            && self.honor_timestamps == other.honor_timestamps
+            && self.sample_limit == other.sample_limit
+            && self.body_limit == other.body_limit
+            && self.metric_relabel_configs == other.metric_relabel_configs
     }
 }
 
@@ -158,6 +165,7 @@ pub fn populate(
             sample_limit: job.raw.sample_limit,
             body_limit: job.body_limit,
             metric_relabel: job.metric_relabel.clone(),
+            metric_relabel_configs: job.raw.metric_relabel_configs.clone(),
         },
         discovered,
     })
