@@ -59,6 +59,7 @@ pub async fn targets(
                 (Some(_), false) => "down",
             };
             let s = &r.spec;
+            let never = || "0001-01-01T00:00:00Z".to_string();
             active_json.push(json!({
                 "discoveredLabels": labels_json(&r.discovered),
                 "labels": labels_json(&s.labels),
@@ -66,7 +67,7 @@ pub async fn targets(
                 "scrapeUrl": s.url,
                 "globalUrl": global_url(&s.url, &s.address),
                 "lastError": h.last_error,
-                "lastScrape": h.last_scrape.map(rfc3339).unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
+                "lastScrape": h.last_scrape.map(rfc3339).unwrap_or_else(never),
                 "lastScrapeDuration": h.last_duration.as_secs_f64(),
                 "health": health,
                 "scrapeInterval": format_duration(s.interval),

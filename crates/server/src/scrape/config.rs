@@ -96,12 +96,12 @@ pub struct StaticConfig {
     pub labels: BTreeMap<String, String>,
 }
 
-/// Targets read from files in Prometheus' file_sd JSON format.
+/// Targets read from files in Prometheus' file_sd format (JSON, or YAML for `.yml`/`.yaml`).
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct FileSdConfig {
-    /// Paths of `.json` files; the last path component may hold `*`, `?` and `[...]`. Relative
-    /// paths are relative to the config file's folder.
+    /// Paths of `.json`, `.yml` or `.yaml` files; the last path component may hold `*`, `?`
+    /// and `[...]`. Relative paths are relative to the config file's folder.
     pub files: Vec<String>,
     /// How often every file is re-read even if unchanged (default 5m); changed files are
     /// picked up within a second.
@@ -306,11 +306,8 @@ fn check_sd_pattern(p: &str) -> Result<(), String> {
     if dir.contains(['*', '?', '[']) {
         return Err(format!("{p:?}: wildcards are allowed only in the file name"));
     }
-    if name.ends_with(".yml") || name.ends_with(".yaml") {
-        return Err(format!("{p:?}: YAML files are not supported yet; use .json"));
-    }
-    if !name.ends_with(".json") {
-        return Err(format!("{p:?}: the file name must end in .json"));
+    if ![".json", ".yml", ".yaml"].iter().any(|ext| name.ends_with(ext)) {
+        return Err(format!("{p:?}: the file name must end in .json, .yml or .yaml"));
     }
     Ok(())
 }
@@ -439,8 +436,8 @@ mod tests {
                 "file_sd_configs[0].files: \"*/t.json\": wildcards are allowed only in the file name",
             ),
             (
-                "[[scrape_configs]]\njob_name = \"n\"\n[[scrape_configs.file_sd_configs]]\nfiles = [\"t.yml\"]\n",
-                "YAML files are not supported yet",
+                "[[scrape_configs]]\njob_name = \"n\"\n[[scrape_configs.file_sd_configs]]\nfiles = [\"t.txt\"]\n",
+                "file_sd_configs[0].files: \"t.txt\": the file name must end in .json, .yml or .yaml",
             ),
             ("[[scrape_configs]]\nscrape_interval = \"1s\"\n", "job_name: missing or empty"),
             ("[scrape]\nscrape_timeout = \"2m\"\n", "scrape.scrape_timeout: 2m is greater than"),

@@ -1,6 +1,7 @@
-//! File-based service discovery: target groups read from JSON files in Prometheus' file_sd
-//! format (`[{"targets": ["host:port"], "labels": {"name": "value"}}]`), each target also
-//! labelled `__meta_filepath` with the file it came from.
+//! File-based service discovery: target groups read from files in Prometheus' file_sd format,
+//! JSON (`[{"targets": ["host:port"], "labels": {"name": "value"}}]`) or, for names ending in
+//! `.yml`/`.yaml`, the same structure in YAML (parsed by `serde-saphyr`, which is panic-free and
+//! caps alias expansion); each target is also labelled `__meta_filepath` with its file.
 //!
 //! A pattern's last path component may hold `*`, `?` and `[...]` (`[!...]` negates). The state
 //! of one `file_sd_configs` entry is kept in [`FileSdState`]: [`FileSdState::poll`] lists the
@@ -123,8 +124,12 @@ fn list(pattern: &Path) -> Result<Vec<PathBuf>, String> {
 fn read(path: &Path) -> Result<Vec<TargetGroup>, String> {
     let at = path.display();
     let text = std::fs::read(path).map_err(|e| format!("file_sd {at}: cannot read: {e}"))?;
-    let groups: Vec<FileGroup> =
-        serde_json::from_slice(&text).map_err(|e| format!("file_sd {at}: {e}"))?;
+    let yaml = path.extension().is_some_and(|e| e == "yml" || e == "yaml");
+    let groups: Vec<FileGroup> = if yaml {
+        serde_saphyr::from_slice(&text).map_err(|e| format!("file_sd {at}: {e}"))?
+    } else {
+        serde_json::from_slice(&text).map_err(|e| format!("file_sd {at}: {e}"))?
+    };
     groups
         .iter()
         .enumerate()
@@ -259,5 +264,25 @@ mod tests {
         std::fs::remove_file(&a).unwrap();
         assert_eq!(st.poll(t0), (true, vec![]));
         assert_eq!(st.groups().count(), 0);
+    }
+
+    #[test]
+    fn yaml_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut st = FileSdState::new(FileSd {
+            patterns: vec![dir.path().join("*.yml")],
+            refresh: Duration::from_secs(300),
+        });
+        let y = dir.path().join("t.yml");
+        std::fs::write(&y, "- targets: ['h1:9100', 'h2:9100']\n  labels:\n    env: prod\n")
+            .unwrap();
+        assert_eq!(st.poll(Instant::now()), (true, vec![]));
+        let g: Vec<&TargetGroup> = st.groups().collect();
+        assert_eq!(g[0].targets.len(), 2);
+        assert_eq!(g[0].targets[1]["__address__"], "h2:9100");
+        assert_eq!(g[0].labels["env"], "prod");
+        std::fs::write(&y, "- targets: ['h1:9100']\n  lables: {}\n").unwrap();
+        let (_, errors) = st.poll(Instant::now());
+        assert!(errors[0].contains("lables"), "{errors:?}");
     }
 }

@@ -272,7 +272,8 @@ impl Manager {
                             dropped.push((job.name.clone(), discovered))
                         }
                         Err(e) => {
-                            tracing::warn!(job = %job.name, target = ?t, error = %e, "target skipped")
+                            let job = &job.name;
+                            tracing::warn!(%job, target = ?t, error = %e, "target skipped")
                         }
                     }
                 }
