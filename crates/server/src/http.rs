@@ -7,6 +7,7 @@
 //! `db`/`bucket`), and `POST /api/v1/import/prometheus` (exposition text, plain or gzip;
 //! samples without a timestamp get the time of the request). A request is decoded whole before
 //! anything is stored, so a malformed one stores nothing.
+//! The scrape manager ([`crate::scrape`]) adds `GET /api/v1/targets` and `POST /-/reload`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -94,14 +95,14 @@ impl Server {
         let scraper = scrape.clone();
         scraper.begin().await;
         let task = tokio::spawn(async move {
-            axum::serve(listener, app)
+            let served = axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
                     let _ = rx.wait_for(|s| *s).await;
                 })
-                .await
-                .map_err(|e| Error::Internal(e.to_string()))?;
+                .await;
             // scrape loops write their end-of-run stale markers, then let go of storage
             scraper.shutdown().await;
+            served.map_err(|e| Error::Internal(e.to_string()))?;
             // last reference: closing syncs the WAL
             drop(db);
             Ok(())
