@@ -227,13 +227,14 @@ mod tests {
         assert!(!glob_match("exact.json", "exact.jso"));
     }
 
+    fn watch(dir: &Path, pattern: &str, refresh: Duration) -> FileSdState {
+        FileSdState::new(FileSd { patterns: vec![dir.join(pattern)], refresh })
+    }
+
     #[test]
     fn reads_changes_and_keeps_last_good_groups() {
         let dir = tempfile::tempdir().unwrap();
-        let mut st = FileSdState::new(FileSd {
-            patterns: vec![dir.path().join("*.json")],
-            refresh: Duration::from_secs(300),
-        });
+        let mut st = watch(dir.path(), "*.json", Duration::from_secs(300));
         let t0 = Instant::now();
         assert_eq!(st.poll(t0), (false, vec![]));
         let a = dir.path().join("a.json");
@@ -269,10 +270,7 @@ mod tests {
     #[test]
     fn yaml_files() {
         let dir = tempfile::tempdir().unwrap();
-        let mut st = FileSdState::new(FileSd {
-            patterns: vec![dir.path().join("*.yml")],
-            refresh: Duration::from_secs(300),
-        });
+        let mut st = watch(dir.path(), "*.yml", Duration::from_secs(300));
         let y = dir.path().join("t.yml");
         std::fs::write(&y, "- targets: ['h1:9100', 'h2:9100']\n  labels:\n    env: prod\n")
             .unwrap();
@@ -284,5 +282,22 @@ mod tests {
         std::fs::write(&y, "- targets: ['h1:9100']\n  lables: {}\n").unwrap();
         let (_, errors) = st.poll(Instant::now());
         assert!(errors[0].contains("lables"), "{errors:?}");
+    }
+
+    #[test]
+    fn a_change_the_stamp_does_not_show_is_read_at_the_refresh_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut st = watch(dir.path(), "t.json", Duration::from_secs(60));
+        let f = dir.path().join("t.json");
+        std::fs::write(&f, r#"[{"targets": ["h1:9100"]}]"#).unwrap();
+        let t0 = Instant::now();
+        assert_eq!(st.poll(t0), (true, vec![]));
+        // same length, modification time put back: only a full re-read sees it
+        let mtime = std::fs::metadata(&f).unwrap().modified().unwrap();
+        std::fs::write(&f, r#"[{"targets": ["h2:9100"]}]"#).unwrap();
+        std::fs::File::options().write(true).open(&f).unwrap().set_modified(mtime).unwrap();
+        assert_eq!(st.poll(t0 + Duration::from_secs(30)), (false, vec![]));
+        assert_eq!(st.poll(t0 + Duration::from_secs(60)), (true, vec![]));
+        assert_eq!(st.groups().next().unwrap().targets[0]["__address__"], "h2:9100");
     }
 }
