@@ -1,6 +1,8 @@
 //! `ocelli server --listen ADDR --data-dir DIR` as a real process: it opens the storage engine,
 //! serves, takes a remote_write, shuts down cleanly on SIGTERM, and serves the data again after
 //! a restart. A bad config file is refused with the file and the reason.
+//! SIGHUP reloads the scrape configuration, and a bad file is logged while the running one is
+//! kept.
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use std::io::{Read, Write};
@@ -31,6 +33,14 @@ fn free_addr() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
 }
 
+fn wait_ready(addr: SocketAddr) {
+    let t0 = Instant::now();
+    while http(addr, "GET", "/-/ready", b"").map(|r| r.0) != Some(200) {
+        assert!(t0.elapsed() < Duration::from_secs(30), "server did not become ready");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn start(addr: SocketAddr, dir: &std::path::Path) -> Child {
     let child = Command::new(env!("CARGO_BIN_EXE_ocelli"))
         .args(["server", "--listen", &addr.to_string(), "--data-dir"])
@@ -39,11 +49,7 @@ fn start(addr: SocketAddr, dir: &std::path::Path) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let t0 = Instant::now();
-    while http(addr, "GET", "/-/ready", b"").map(|r| r.0) != Some(200) {
-        assert!(t0.elapsed() < Duration::from_secs(30), "server did not become ready");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_ready(addr);
     child
 }
 
@@ -96,4 +102,65 @@ fn bad_config_file_is_refused_clearly() {
         err.contains("bad.toml") && err.contains("storage.retention: invalid duration"),
         "{err}"
     );
+}
+
+/// The scrape pools `/api/v1/targets` lists.
+fn pools(addr: SocketAddr) -> Vec<String> {
+    let (_, body) = http(addr, "GET", "/api/v1/targets", b"").unwrap();
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let active = v["data"]["activeTargets"].as_array().unwrap();
+    active.iter().map(|t| t["scrapePool"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn sighup_reloads_the_scrape_config_and_keeps_it_when_the_file_is_bad() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("ocelli.toml");
+    // targets on a closed port with an hour's interval: listed, never scraped
+    let job = |name: &str| {
+        format!(
+            "[[scrape_configs]]\njob_name = \"{name}\"\nscrape_interval = \"1h\"\n[[scrape_configs.static_configs]]\ntargets = [\"127.0.0.1:1\"]\n"
+        )
+    };
+    std::fs::write(&cfg, job("a")).unwrap();
+    let addr = free_addr();
+    let log = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ocelli"))
+        .args(["server", "--listen", &addr.to_string(), "--config"])
+        .arg(&cfg)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    wait_ready(addr);
+    assert_eq!(pools(addr), ["a"]);
+    let hup = |child: &Child| {
+        let kill = Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap();
+        assert!(kill.success());
+    };
+
+    std::fs::write(&cfg, job("b")).unwrap();
+    hup(&child);
+    let t0 = Instant::now();
+    while pools(addr) != ["b"] {
+        assert!(t0.elapsed() < Duration::from_secs(10), "SIGHUP did not reload: {:?}", pools(addr));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // a bad file: logged, and job b keeps running
+    std::fs::write(&cfg, job("c").replace("1h", "soon")).unwrap();
+    hup(&child);
+    let stderr = dir.path().join("stderr.log");
+    let t0 = Instant::now();
+    while !std::fs::read_to_string(&stderr).unwrap().contains("reload failed") {
+        assert!(t0.elapsed() < Duration::from_secs(10), "no error logged for the bad file");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let log = std::fs::read_to_string(&stderr).unwrap();
+    assert!(log.contains("ocelli.toml: scrape_configs[0] (job \"c\"): scrape_interval"), "{log}");
+    assert_eq!(pools(addr), ["b"]);
+    assert!(child.try_wait().unwrap().is_none(), "SIGHUP ended the server");
+    sigterm(child);
 }

@@ -24,6 +24,14 @@ pub struct Config {
     pub storage: StorageConfig,
     pub ingest: IngestConfig,
     pub query: QueryConfig,
+    /// Defaults for the scrape jobs (`[scrape]`); see `crate::scrape::config`.
+    pub scrape: crate::scrape::GlobalConfig,
+    /// Jobs that pull metrics from targets (`[[scrape_configs]]`, Prometheus' fields).
+    #[serde(deserialize_with = "crate::scrape::deserialize_jobs")]
+    pub scrape_configs: Vec<crate::scrape::ScrapeConfig>,
+    /// The file this config was read from, if any: reloading reads it again.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -36,6 +44,9 @@ impl Default for Config {
             storage: StorageConfig::default(),
             ingest: IngestConfig::default(),
             query: QueryConfig::default(),
+            scrape: crate::scrape::GlobalConfig::default(),
+            scrape_configs: Vec::new(),
+            source: None,
         }
     }
 }
@@ -135,7 +146,9 @@ impl Config {
             path: path.display().to_string(),
             detail: e.to_string(),
         })?;
-        Config::parse(&text, &path.display().to_string())
+        let mut c = Config::parse(&text, &path.display().to_string())?;
+        c.source = Some(path.to_path_buf());
+        Ok(c)
     }
 
     pub fn parse(text: &str, origin: &str) -> Result<Config> {
@@ -145,6 +158,8 @@ impl Config {
         })?;
         c.storage_options().map_err(|detail| Error::Config { path: origin.into(), detail })?;
         c.query_options().map_err(|detail| Error::Config { path: origin.into(), detail })?;
+        crate::scrape::jobs_of(&c)
+            .map_err(|detail| Error::Config { path: origin.into(), detail })?;
         Ok(c)
     }
 

@@ -7,6 +7,7 @@
 //! `db`/`bucket`), and `POST /api/v1/import/prometheus` (exposition text, plain or gzip;
 //! samples without a timestamp get the time of the request). A request is decoded whole before
 //! anything is stored, so a malformed one stores nothing.
+//! The scrape manager ([`crate::scrape`]) adds `GET /api/v1/targets` and `POST /-/reload`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,6 +31,13 @@ pub(crate) struct AppState {
     pub engine: Arc<ocelli_promql::Engine>,
     pub metadata: Arc<crate::query::MetadataStore>,
     pub requests: Arc<crate::metrics::RequestMetrics>,
+    pub scrape: crate::scrape::Scraper,
+}
+
+impl axum::extract::FromRef<AppState> for crate::scrape::Scraper {
+    fn from_ref(st: &AppState) -> Self {
+        st.scrape.clone()
+    }
 }
 
 /// Reads a request body, refusing (413) one larger than `max` bytes without reading on.
@@ -50,6 +58,8 @@ pub(crate) async fn read_body(body: Body, max: usize) -> Result<Bytes> {
 #[derive(Debug)]
 pub struct Server {
     pub addr: SocketAddr,
+    /// The scrape manager, for reloads.
+    pub scrape: crate::scrape::Scraper,
     shutdown: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<Result<()>>,
 }
@@ -69,7 +79,9 @@ impl Server {
             tracing::warn!("storage recovery: {line}");
         }
         let db = Arc::new(db);
+        let scrape = crate::scrape::Scraper::new(db.clone(), &config)?;
         let state = AppState {
+            scrape: scrape.clone(),
             db: db.clone(),
             limits: ocelli_wire::remote_write::Limits {
                 max_body_bytes: config.ingest.max_body_bytes,
@@ -90,18 +102,22 @@ impl Server {
         let addr = listener.local_addr().map_err(|e| Error::Internal(e.to_string()))?;
         tracing::info!(%addr, data_dir = %config.data_dir.display(), "serving");
         let (shutdown, mut rx) = tokio::sync::watch::channel(false);
+        let scraper = scrape.clone();
+        scraper.begin().await;
         let task = tokio::spawn(async move {
-            axum::serve(listener, app)
+            let served = axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
                     let _ = rx.wait_for(|s| *s).await;
                 })
-                .await
-                .map_err(|e| Error::Internal(e.to_string()))?;
+                .await;
+            // scrape loops write their end-of-run stale markers, then let go of storage
+            scraper.shutdown().await;
+            served.map_err(|e| Error::Internal(e.to_string()))?;
             // last reference: closing syncs the WAL
             drop(db);
             Ok(())
         });
-        Ok(Server { addr, shutdown, task })
+        Ok(Server { addr, scrape, shutdown, task })
     }
 
     /// Stops accepting requests, finishes the ones in flight, and closes storage.
@@ -114,7 +130,11 @@ impl Server {
 /// Runs the server until SIGINT or SIGTERM.
 pub async fn serve(config: Config) -> Result<()> {
     let server = Server::start(config).await?;
+    #[cfg(unix)]
+    let hup = crate::scrape::reload_on_sighup(server.scrape.clone());
     shutdown_signal().await;
+    #[cfg(unix)]
+    hup.abort();
     tracing::info!("shutting down");
     server.stop().await
 }
@@ -153,6 +173,8 @@ fn router(state: AppState) -> Router {
         .route("/api/v2/write", post(influx_write))
         .merge(crate::query::routes())
         .route("/metrics", get(crate::metrics::metrics))
+        .route("/api/v1/targets", get(crate::scrape::api::targets))
+        .route("/-/reload", post(crate::scrape::api::reload).put(crate::scrape::api::reload))
         // each handler reads its body through `read_body`, which enforces the limit with a
         // precise message
         .layer(DefaultBodyLimit::disable())
@@ -224,7 +246,7 @@ struct InfluxParams {
 }
 
 /// The body as sent, or gunzipped when `Content-Encoding: gzip`, never more than `max` bytes.
-fn request_body(headers: &HeaderMap, body: Bytes, max: usize) -> Result<Bytes> {
+pub(crate) fn request_body(headers: &HeaderMap, body: Bytes, max: usize) -> Result<Bytes> {
     use std::io::Read;
     let encoding = headers
         .get(header::CONTENT_ENCODING)
