@@ -54,6 +54,18 @@ fn range_fn(
     keep_name: bool,
     f: impl Fn(&[Sample], &Window) -> Option<f64>,
 ) -> Result<Val> {
+    range_fn_at(ctx, r, steps, keep_name, |_, all, lo, hi, win| f(&all[lo..hi], win))
+}
+
+/// Like [`range_fn`], but `f` gets the series index and the window as `all[lo..hi]`, for
+/// functions that precompute something per series.
+fn range_fn_at(
+    ctx: &Ctx<'_>,
+    r: Range,
+    steps: Steps,
+    keep_name: bool,
+    f: impl Fn(usize, &[Sample], usize, usize, &Window) -> Option<f64>,
+) -> Result<Val> {
     let mut out = Vec::with_capacity(r.series.len());
     for (k, s) in r.series.iter().enumerate() {
         if k % 1024 == 0 {
@@ -76,7 +88,7 @@ fn range_fn(
                 hi += 1;
             }
             let ts = if r.at.is_some() { steps.start } else { steps.at(i) };
-            *slot = f(&s.samples[lo..hi], &Window { ts, start, end, range: r.range, i });
+            *slot = f(k, &s.samples, lo, hi, &Window { ts, start, end, range: r.range, i });
         }
         let labels = if keep_name { s.labels.clone() } else { drop_name(&s.labels) };
         out.push(VSeries::new(labels, vals));
@@ -84,23 +96,41 @@ fn range_fn(
     merge_same_labels(out)
 }
 
-/// Prometheus' `extrapolatedRate`: the increase over the window, extrapolated to the window's
-/// edges unless a series starts or ends inside it (then at most half an average interval).
-fn extrapolated(w: &[Sample], win: &Window, counter: bool, rate: bool) -> Option<f64> {
-    if w.len() < 2 {
-        return None;
-    }
-    let (first, last) = (w[0], w[w.len() - 1]);
-    let mut result = last.v - first.v;
-    if counter {
-        let mut prev = 0.0;
-        for s in w {
-            if s.v < prev {
-                result += prev;
-            }
-            prev = s.v;
+/// `rate`, `increase`, `delta` over every window. Counter resets are found once per series, so
+/// a window adds only the resets inside it, in order, as Prometheus' per-window loop does.
+fn rate_fn(ctx: &Ctx<'_>, r: Range, steps: Steps, counter: bool, rate: bool) -> Result<Val> {
+    let resets: Vec<Vec<usize>> = if counter {
+        r.series
+            .iter()
+            .map(|s| {
+                (1..s.samples.len()).filter(|&i| s.samples[i].v < s.samples[i - 1].v).collect()
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    range_fn_at(ctx, r, steps, false, |k, all, lo, hi, win| {
+        let w = &all[lo..hi];
+        if w.len() < 2 {
+            return None;
         }
-    }
+        let mut result = w[w.len() - 1].v - w[0].v;
+        if counter {
+            let rs = &resets[k];
+            let from = rs.partition_point(|&i| i <= lo);
+            for &i in rs[from..].iter().take_while(|&&i| i < hi) {
+                result += all[i - 1].v;
+            }
+        }
+        Some(extrapolate(w, win, counter, rate, result))
+    })
+}
+
+/// Prometheus' `extrapolatedRate` after its reset correction: `result` (the increase over the
+/// window) extrapolated to the window's edges unless a series starts or ends inside it (then at
+/// most half an average interval).
+fn extrapolate(w: &[Sample], win: &Window, counter: bool, rate: bool, mut result: f64) -> f64 {
+    let (first, last) = (w[0], w[w.len() - 1]);
     let mut to_start = (first.t - win.start) as f64 / 1000.0;
     let to_end = (win.end - last.t) as f64 / 1000.0;
     let sampled = (last.t - first.t) as f64 / 1000.0;
@@ -119,7 +149,7 @@ fn extrapolated(w: &[Sample], win: &Window, counter: bool, rate: bool) -> Option
     if rate {
         result /= win.range as f64 / 1000.0;
     }
-    Some(result)
+    result
 }
 
 fn instant_delta(w: &[Sample], rate: bool) -> Option<f64> {
@@ -417,11 +447,7 @@ pub(crate) fn call(ctx: &Ctx<'_>, call: &Call, steps: Steps) -> Result<Val> {
     }
     match name {
         "rate" | "increase" | "delta" => {
-            let counter = name != "delta";
-            let rate = name == "rate";
-            range_fn(ctx, want_range(eval(0)?, name)?, steps, false, |w, win| {
-                extrapolated(w, win, counter, rate)
-            })
+            rate_fn(ctx, want_range(eval(0)?, name)?, steps, name != "delta", name == "rate")
         }
         "irate" => {
             range_fn(ctx, want_range(eval(0)?, name)?, steps, false, |w, _| instant_delta(w, true))
