@@ -18,10 +18,13 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use ocelli_tsdb::{Db, SeriesSamples};
+use ocelli_wire::remote_write::DecodedSeries;
 use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::{Config, Error, Result};
+
+mod push;
 
 #[derive(Clone)]
 struct AppState {
@@ -141,6 +144,7 @@ fn router(state: AppState) -> Router {
         .route("/write", post(influx_write))
         .route("/api/v1/import/prometheus", post(import_prometheus))
         .route("/api/v2/write", post(influx_write))
+        .route("/api/v1/import", post(push::import_json))
         // each handler reads its body through `read_body`, which enforces the limit with a
         // precise message
         .layer(DefaultBodyLimit::disable())
@@ -152,7 +156,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 }
 
 /// Appends decoded series as one all-or-nothing batch.
-fn store(db: &Db, series: Vec<ocelli_wire::remote_write::DecodedSeries>) -> Result<()> {
+fn store(db: &Db, series: Vec<DecodedSeries>) -> Result<()> {
     let batch: Vec<SeriesSamples> = series
         .into_iter()
         .map(|s| SeriesSamples { labels: s.labels, samples: s.samples })
@@ -248,25 +252,17 @@ async fn influx_write(
     headers: HeaderMap,
     body: Body,
 ) -> Result<impl IntoResponse> {
-    let body = read_body(body, st.limits.max_body_bytes).await?;
-    blocking(move || {
-        use ocelli_wire::influx;
-        let precision = match params.precision.as_deref() {
-            None | Some("") => influx::Precision::Ns,
-            Some(p) => influx::Precision::parse(p).map_err(|e| Error::BadData(e.to_string()))?,
-        };
-        let text = request_body(&headers, body, st.limits.max_decompressed_bytes)?;
-        let limits = influx::Limits {
-            max_body_bytes: st.limits.max_decompressed_bytes,
-            ..influx::Limits::default()
-        };
-        let db = params.db.or(params.bucket);
-        let series = influx::decode_with_db(&text, precision, now_ms(), &limits, db.as_deref())
-            .map_err(|e| Error::BadData(e.to_string()))?;
-        store(&st.db, series)
+    use ocelli_wire::influx;
+    let precision = match params.precision.as_deref() {
+        None | Some("") => influx::Precision::Ns,
+        Some(p) => influx::Precision::parse(p).map_err(|e| Error::BadData(e.to_string()))?,
+    };
+    let db = params.db.or(params.bucket);
+    ingest_text(st, headers, body, move |text, max_body_bytes| {
+        let limits = influx::Limits { max_body_bytes, ..influx::Limits::default() };
+        influx::decode_with_db(text, precision, now_ms(), &limits, db.as_deref())
     })
-    .await?;
-    Ok(StatusCode::NO_CONTENT)
+    .await
 }
 
 async fn import_prometheus(
@@ -274,17 +270,29 @@ async fn import_prometheus(
     headers: HeaderMap,
     body: Body,
 ) -> Result<impl IntoResponse> {
+    use ocelli_wire::exposition;
+    ingest_text(st, headers, body, |text, max_body_bytes| {
+        let limits = exposition::Limits { max_body_bytes, ..exposition::Limits::default() };
+        Ok(exposition::decode(text, now_ms(), &limits)?.series)
+    })
+    .await
+}
+
+/// The path of every text ingest endpoint: reads the body under the size limit, decompresses
+/// it under the decompressed-size limit, decodes it with `decode` (given that limit) and stores
+/// the result as one batch. Answers 204.
+async fn ingest_text(
+    st: AppState,
+    headers: HeaderMap,
+    body: Body,
+    decode: impl FnOnce(&[u8], usize) -> ocelli_wire::Result<Vec<DecodedSeries>> + Send + 'static,
+) -> Result<StatusCode> {
     let body = read_body(body, st.limits.max_body_bytes).await?;
     blocking(move || {
-        use ocelli_wire::exposition;
-        let text = request_body(&headers, body, st.limits.max_decompressed_bytes)?;
-        let limits = exposition::Limits {
-            max_body_bytes: st.limits.max_decompressed_bytes,
-            ..exposition::Limits::default()
-        };
-        let parsed = exposition::decode(&text, now_ms(), &limits)
-            .map_err(|e| Error::BadData(e.to_string()))?;
-        store(&st.db, parsed.series)
+        let max = st.limits.max_decompressed_bytes;
+        let text = request_body(&headers, body, max)?;
+        let series = decode(&text, max).map_err(|e| Error::BadData(e.to_string()))?;
+        store(&st.db, series)
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)

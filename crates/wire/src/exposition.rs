@@ -51,23 +51,11 @@ use std::fmt;
 use ocelli_model::{self as model, Labels, METRIC_NAME, is_valid_label_name, is_valid_metric_name};
 
 use crate::remote_write::DecodedSeries;
+use crate::series::SeriesSet;
 use crate::{Error, Result};
 
 /// Size caps for one exposition body.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
-    /// The largest (already decompressed) body accepted, in bytes.
-    pub max_body_bytes: usize,
-    /// The most samples one body may hold.
-    pub max_samples: usize,
-}
-
-impl Default for Limits {
-    /// 64 MiB of text, ten million samples.
-    fn default() -> Self {
-        Limits { max_body_bytes: 64 << 20, max_samples: 10_000_000 }
-    }
-}
+pub use crate::text::Limits;
 
 /// The type a `# TYPE` line gives a metric family.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -196,7 +184,7 @@ pub fn decode(body: &[u8], default_ts_ms: i64, limits: &Limits) -> Result<Parsed
             }
         }
     }
-    Ok(Parsed { series: out.series, metadata: out.metadata })
+    Ok(Parsed { series: out.series.into_vec(), metadata: out.metadata })
 }
 
 /// A parse error: the 0-based byte index in the line and what was wrong.
@@ -560,8 +548,7 @@ fn duplicate(labels: &[(String, String, usize)]) -> Option<&(String, String, usi
 /// Gathers samples into series and metadata into families.
 #[derive(Debug, Default)]
 struct Builder {
-    series: Vec<DecodedSeries>,
-    index: HashMap<Labels, usize>,
+    series: SeriesSet,
     metadata: Vec<Metadata>,
     families: HashMap<String, usize>,
     /// Which of HELP, TYPE, UNIT each family has had.
@@ -572,13 +559,7 @@ struct Builder {
 impl Builder {
     fn add(&mut self, labels: Labels, sample: model::Sample) {
         self.samples += 1;
-        match self.index.get(&labels) {
-            Some(&i) => self.series[i].samples.push(sample),
-            None => {
-                self.index.insert(labels.clone(), self.series.len());
-                self.series.push(DecodedSeries { labels, samples: vec![sample] });
-            }
-        }
+        self.series.push(labels, sample);
     }
 
     /// Records one metadata line; the error is the reason only.
@@ -633,8 +614,7 @@ mod tests {
             writeln!(text, "meta {} {} {:?} {:?}", m.family, m.kind, m.help, m.unit).unwrap();
         }
         crate::text::render(&got.series, &mut text);
-        let want: String = want.lines().map(|l| format!("{}\n", l.trim())).collect();
-        assert_eq!(text, want.trim_start(), "input: {input:?}");
+        crate::text::assert_golden(&text, want, input);
     }
 
     #[test]
@@ -812,14 +792,7 @@ m{"quoted"="v"} 4"#, r#"
             ("m 1\n# EOF\n\n", r##"line 3, column 1: unexpected text after "# EOF""##),
             ("# EOF x", r##"line 1, column 7: unexpected text after "# EOF""##),
         ];
-        let mut failed = Vec::new();
-        for &(input, want) in cases {
-            let got = error(input);
-            if got != want {
-                failed.push(format!("input: {input:?}\n  got: {got}\n want: {want}"));
-            }
-        }
-        assert!(failed.is_empty(), "{}", failed.join("\n"));
+        crate::text::assert_errors(cases, error);
     }
 
     #[test]

@@ -511,8 +511,7 @@ mod tests {
             .unwrap_or_else(|e| panic!("{input:?}: {e}"));
         let mut text = String::new();
         crate::text::render(&got, &mut text);
-        let want: String = want.lines().map(|l| format!("{}\n", l.trim())).collect();
-        assert_eq!(text, want.trim_start(), "input: {input:?}");
+        crate::text::assert_golden(&text, want, input);
     }
 
     #[test]
