@@ -145,6 +145,8 @@ fn router(state: AppState) -> Router {
         .route("/api/v1/import/prometheus", post(import_prometheus))
         .route("/api/v2/write", post(influx_write))
         .route("/api/v1/import", post(push::import_json))
+        .route("/opentelemetry/v1/metrics", post(push::otlp_metrics))
+        .route("/v1/metrics", post(push::otlp_metrics))
         // each handler reads its body through `read_body`, which enforces the limit with a
         // precise message
         .layer(DefaultBodyLimit::disable())

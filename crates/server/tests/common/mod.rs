@@ -22,6 +22,26 @@ pub fn request(
     headers: &str,
     body: &[u8],
 ) -> (u16, String) {
+    let r = request_raw(addr, method, path, headers, body);
+    (r.status, String::from_utf8_lossy(&r.body).to_string())
+}
+
+/// A response as received: status, header block and body bytes.
+pub struct Response {
+    pub status: u16,
+    /// The header lines, lower-cased, each ending in `\r\n`.
+    pub headers: String,
+    pub body: Vec<u8>,
+}
+
+/// Like `request`, returning the headers and the body as bytes (for binary bodies).
+pub fn request_raw(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &[u8],
+) -> Response {
     let mut s = TcpStream::connect(addr).unwrap();
     write!(
         s,
@@ -35,10 +55,13 @@ pub fn request(
     let mut resp = Vec::new();
     let _ = s.read_to_end(&mut resp);
     assert!(!resp.is_empty(), "no response to {method} {path}");
-    let text = String::from_utf8_lossy(&resp).to_string();
-    let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = text.split_once("\r\n\r\n").map(|x| x.1.to_string()).unwrap_or_default();
-    (status, body)
+    let split = resp.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(resp.len());
+    let head = String::from_utf8_lossy(&resp[..split]).to_string();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let headers =
+        head.split_once("\r\n").map(|x| x.1.to_ascii_lowercase() + "\r\n").unwrap_or_default();
+    let body = resp.get(split + 4..).unwrap_or_default().to_vec();
+    Response { status, headers, body }
 }
 
 /// Reopens a stopped server's data directory and selects one metric's series.

@@ -164,29 +164,18 @@ fn encode(series: &[DecodedSeries]) -> String {
 }
 
 fn arb_series() -> impl Strategy<Value = DecodedSeries> {
-    let name = "[a-zA-Z_:][a-zA-Z0-9_:]{0,12}";
-    let labels = prop::collection::btree_map("[a-zA-Z_][a-zA-Z0-9_]{0,8}", ".{1,8}", 0..4);
     let value = prop_oneof![any::<f64>(), Just(f64::NAN), Just(f64::INFINITY), Just(-0.0)];
-    let samples = prop::collection::vec((any::<i64>(), value), 1..8);
-    (name, labels, samples).prop_map(|(name, mut labels, samples)| {
-        labels.insert(METRIC_NAME.to_owned(), name);
-        DecodedSeries {
-            labels: Labels::from_pairs(labels).unwrap(),
-            samples: samples.into_iter().map(|(t, v)| model::Sample::new(t, v)).collect(),
-        }
-    })
+    crate::series::testing::arb_series(
+        "[a-zA-Z_:][a-zA-Z0-9_:]{0,12}",
+        "[a-zA-Z_][a-zA-Z0-9_]{0,8}",
+        any::<i64>(),
+        value,
+    )
 }
 
 /// Equal by bits, except that every NaN is the same value (the format has one NaN).
 fn same(got: &[DecodedSeries], want: &[DecodedSeries]) -> bool {
-    got.len() == want.len()
-        && got.iter().zip(want).all(|(g, w)| {
-            g.labels == w.labels
-                && g.samples.len() == w.samples.len()
-                && g.samples.iter().zip(&w.samples).all(|(a, b)| {
-                    a.t == b.t && (a.v.to_bits() == b.v.to_bits() || (a.v.is_nan() && b.v.is_nan()))
-                })
-        })
+    crate::series::testing::same(got, want, true)
 }
 
 proptest! {
