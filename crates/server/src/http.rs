@@ -6,7 +6,8 @@
 //! `POST /api/v2/write` (Influx line protocol, plain or gzip, with `precision` and
 //! `db`/`bucket`), and `POST /api/v1/import/prometheus` (exposition text, plain or gzip;
 //! samples without a timestamp get the time of the request). A request is decoded whole before
-//! anything is stored, so a malformed one stores nothing.
+//! anything is stored, so a malformed one stores nothing. JSON-lines import and OTLP/HTTP
+//! metrics are in [`push`], the Pushgateway-compatible API in [`pushgateway`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use tokio::net::TcpListener;
 use crate::{Config, Error, Result};
 
 mod push;
+mod pushgateway;
 
 #[derive(Clone)]
 struct AppState {
@@ -147,6 +149,8 @@ fn router(state: AppState) -> Router {
         .route("/api/v1/import", post(push::import_json))
         .route("/opentelemetry/v1/metrics", post(push::otlp_metrics))
         .route("/v1/metrics", post(push::otlp_metrics))
+        .route("/metrics/job/{*rest}", pushgateway::routes(false))
+        .route("/metrics/job@base64/{*rest}", pushgateway::routes(true))
         // each handler reads its body through `read_body`, which enforces the limit with a
         // precise message
         .layer(DefaultBodyLimit::disable())

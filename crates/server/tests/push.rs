@@ -277,3 +277,152 @@ async fn otlp_http_metrics() {
     assert!(get("delta_requests_total").is_empty() && get("delta_requests").is_empty());
     assert!(get("not_stored_total").is_empty(), "a rejected request must store nothing");
 }
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+/// The values of a stored series, stale markers as "stale".
+fn values(s: &ocelli_tsdb::SeriesSamples) -> Vec<String> {
+    s.samples
+        .iter()
+        .map(|x| if is_stale_nan(x.v) { "stale".to_owned() } else { x.v.to_string() })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushgateway_replace_and_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(config(dir.path())).await.unwrap();
+    let addr = server.addr;
+    let started = now_ms();
+    tokio::task::spawn_blocking(move || {
+        let push = |method: &str, path: &str, body: &str| {
+            // pushes a few milliseconds apart, so that each has its own push time
+            std::thread::sleep(std::time::Duration::from_millis(3));
+            request(addr, method, path, "", body.as_bytes())
+        };
+        let group = "/metrics/job/backup/instance/db1";
+        let body = "# TYPE backup_duration_seconds gauge\nbackup_duration_seconds 12.5\n\
+                    # TYPE backup_bytes gauge\nbackup_bytes{kind=\"full\"} 100\nbackup_bytes{kind=\"incr\"} 5\n";
+        assert_eq!(push("PUT", group, body), (200, String::new()));
+        // a series of the same job from another ingest path, a second ago: not the group's
+        let other = format!("other_metric{{job=\"backup\",instance=\"db1\"}} 1 {}\n", now_ms() - 1000);
+        assert_eq!(push("POST", "/api/v1/import/prometheus", &other).0, 204);
+        // a more specific group
+        let disk = "/metrics/job/backup/instance/db1/disk/sda";
+        assert_eq!(push("PUT", disk, "disk_io 3\n").0, 200);
+
+        // POST replaces the families it names: backup_bytes{kind="incr"} ends
+        assert_eq!(push("POST", group, "backup_bytes{kind=\"full\"} 200\n").0, 200);
+        // PUT replaces the group: backup_bytes{kind="full"} ends; the other group, the other
+        // ingest path's series and the already ended series are left alone
+        assert_eq!(push("PUT", group, "backup_duration_seconds 13\n").0, 200);
+        // DELETE ends the group, its push_time_seconds included
+        assert_eq!(push("DELETE", disk, ""), (202, String::new()));
+        // a deleted group's series are not ended twice
+        assert_eq!(push("DELETE", disk, "").0, 202);
+
+        // base64 job and an empty label value (the label is absent); gzip
+        let (code, msg) = request(
+            addr,
+            "PUT",
+            "/metrics/job@base64/YS9i/instance@base64/=",
+            "Content-Encoding: gzip\r\n",
+            &gzip(b"b64_metric 1\n"),
+        );
+        assert_eq!(code, 200, "{msg}");
+
+        // refused pushes store nothing
+        let (code, msg) = push("PUT", group, "ts_metric 1\nts_metric2 1 1700000000000\n");
+        assert_eq!(code, 400);
+        assert!(msg.contains("line 2: pushed metrics must not have timestamps"), "{msg}");
+        let (code, msg) = push("POST", group, "conflict_metric{instance=\"db2\"} 1\n");
+        assert_eq!(code, 400);
+        assert!(
+            msg.contains(r#"series \"conflict_metric\" has label instance=\"db2\", but the grouping key has instance=\"db1\""#),
+            "{msg}"
+        );
+        let (code, msg) = push("PUT", group, "push_time_seconds 1\n");
+        assert_eq!(code, 400);
+        assert!(msg.contains("push_time_seconds is written by the server"), "{msg}");
+        let (code, msg) = push("PUT", "/metrics/job/backup/instance", "odd_metric 1\n");
+        assert_eq!(code, 400);
+        assert!(msg.contains("odd number of components"), "{msg}");
+        let (code, msg) = push("PUT", group, "bad_metric{ 1\n");
+        assert_eq!(code, 400);
+        assert!(msg.contains("line 1, column"), "{msg}");
+        let (code, msg) = request(
+            addr,
+            "PUT",
+            group,
+            "Content-Type: application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited\r\n",
+            b"\x05\x0a\x03abc",
+        );
+        assert_eq!(code, 415, "{msg}");
+        assert!(msg.contains("protobuf push bodies are not supported"), "{msg}");
+    })
+    .await
+    .unwrap();
+    server.stop().await.unwrap();
+
+    let get = |name: &str| stored(dir.path(), name);
+    let duration = get("backup_duration_seconds");
+    assert_eq!(duration.len(), 1);
+    assert_eq!(
+        duration[0].labels.to_string(),
+        r#"backup_duration_seconds{instance="db1", job="backup"}"#
+    );
+    assert_eq!(values(&duration[0]), ["12.5", "13"]);
+    assert!(duration[0].samples[0].t >= started);
+    let bytes = get("backup_bytes");
+    assert_eq!(bytes[0].labels.get("kind"), Some("full"));
+    assert_eq!(values(&bytes[0]), ["100", "200", "stale"]);
+    assert_eq!(bytes[1].labels.get("kind"), Some("incr"));
+    assert_eq!(values(&bytes[1]), ["5", "stale"]);
+    // the stale marker is at the time of the push that replaced it, the push's own time
+    let push_times = get("push_time_seconds");
+    let db1 = push_times.iter().find(|s| s.labels.get("disk").is_none()).unwrap();
+    assert_eq!(db1.labels.to_string(), r#"push_time_seconds{instance="db1", job="backup"}"#);
+    assert_eq!(db1.samples.len(), 3);
+    assert_eq!(bytes[1].samples[1].t, db1.samples[1].t);
+    assert_eq!(bytes[0].samples[2].t, db1.samples[2].t);
+    assert!((db1.samples[0].v - db1.samples[0].t as f64 / 1000.0).abs() < 1e-6);
+    let disk = push_times.iter().find(|s| s.labels.get("disk") == Some("sda")).unwrap();
+    assert_eq!(values(disk).last().unwrap(), "stale");
+    assert_eq!(disk.samples.len(), 2);
+    let disk_io = get("disk_io");
+    assert_eq!(
+        disk_io[0].labels.to_string(),
+        r#"disk_io{disk="sda", instance="db1", job="backup"}"#
+    );
+    assert_eq!(values(&disk_io[0]), ["3", "stale"]);
+    // ended by the DELETE of its own group, not by the PUT of the less specific one
+    assert_eq!(disk_io[0].samples[1].t, disk.samples[1].t);
+    assert_eq!(values(&get("other_metric")[0]), ["1"]);
+    let b64 = get("b64_metric");
+    assert_eq!(b64[0].labels.to_string(), r#"b64_metric{job="a/b"}"#);
+    for name in ["ts_metric", "ts_metric2", "conflict_metric", "odd_metric", "bad_metric"] {
+        assert!(get(name).is_empty(), "{name}: a rejected push must store nothing");
+    }
+    assert!(!push_times.iter().any(|s| s.labels.get("job") == Some("a/b") && s.samples.len() != 1));
+}
+
+/// The group's series are found in the store, so a replace works across a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushgateway_replace_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    for body in ["a_metric 1\nb_metric 2\n", "a_metric 3\n"] {
+        let server = Server::start(config(dir.path())).await.unwrap();
+        let addr = server.addr;
+        let (code, msg) = tokio::task::spawn_blocking(move || {
+            request(addr, "PUT", "/metrics/job/restart", "", body.as_bytes())
+        })
+        .await
+        .unwrap();
+        assert_eq!(code, 200, "{msg}");
+        server.stop().await.unwrap();
+    }
+    assert_eq!(values(&stored(dir.path(), "a_metric")[0]), ["1", "3"]);
+    assert_eq!(values(&stored(dir.path(), "b_metric")[0]), ["2", "stale"]);
+}

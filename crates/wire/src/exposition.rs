@@ -132,6 +132,9 @@ pub struct Metadata {
 pub struct Parsed {
     pub series: Vec<DecodedSeries>,
     pub metadata: Vec<Metadata>,
+    /// The 1-based line of the first sample that has its own timestamp, if any: for callers
+    /// that refuse timestamps (a push gateway stamps every sample with the push time).
+    pub first_timestamp_line: Option<usize>,
 }
 
 /// Decodes a text exposition body. See the module doc for the rules.
@@ -146,6 +149,7 @@ pub fn decode(body: &[u8], default_ts_ms: i64, limits: &Limits) -> Result<Parsed
     })?;
 
     let mut out = Builder::default();
+    let mut first_timestamp_line = None;
     let mut lines = text.split('\n').enumerate().peekable();
     while let Some((i, raw)) = lines.next() {
         let line_no = i + 1;
@@ -180,11 +184,14 @@ pub fn decode(body: &[u8], default_ts_ms: i64, limits: &Limits) -> Result<Parsed
                         max: limits.max_samples,
                     });
                 }
+                if t.is_some() && first_timestamp_line.is_none() {
+                    first_timestamp_line = Some(line_no);
+                }
                 out.add(labels, model::Sample::new(t.unwrap_or(default_ts_ms), v));
             }
         }
     }
-    Ok(Parsed { series: out.series.into_vec(), metadata: out.metadata })
+    Ok(Parsed { series: out.series.into_vec(), metadata: out.metadata, first_timestamp_line })
 }
 
 /// A parse error: the 0-based byte index in the line and what was wrong.
@@ -799,6 +806,15 @@ m{"quoted"="v"} 4"#, r#"
     fn invalid_utf8() {
         let err = decode(b"m 1\nm{t=\"a\xff\"} 1", 0, &Limits::default());
         assert_eq!(err.unwrap_err().to_string(), "line 2, column 7: invalid UTF-8");
+    }
+
+    #[test]
+    fn first_timestamp_line() {
+        let line = |body: &str| decode(body.as_bytes(), NOW, &Limits::default()).unwrap();
+        assert_eq!(line("a 1\n# c\nb 2\n").first_timestamp_line, None);
+        assert_eq!(line("a 1\n\nb 2 5\nc 3 6\n").first_timestamp_line, Some(3));
+        // an exemplar's timestamp is not the sample's
+        assert_eq!(line("a 1 # {x=\"y\"} 1 5\n").first_timestamp_line, None);
     }
 
     #[test]
