@@ -1,8 +1,8 @@
 //! Ocelli's server: configuration, the storage engine's lifecycle, and the HTTP endpoints.
 //!
 //! For now it serves health and readiness, the storage engine's status, an admin flush, and
-//! Prometheus remote_write ingest; PromQL, scraping and the other ingest formats come with
-//! later work. The engine is synchronous, so every call into it runs on tokio's blocking pool.
+//! ingest (remote_write, Influx line protocol, exposition text, JSON lines, OTLP/HTTP metrics
+//! and the Pushgateway API; `docs/api.md`); PromQL and scraping come with later work. The engine is synchronous, so every call into it runs on tokio's blocking pool.
 //! This crate owns the mapping from errors to HTTP statuses ([`error`]).
 
 pub mod config;
