@@ -12,6 +12,9 @@ pub enum Error {
     Storage(#[from] ocelli_tsdb::Error),
     #[error("{0}")]
     BadData(String),
+    /// A request body in a format the endpoint does not take.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// A request body over the configured size limit.
     #[error("{0}")]
     TooLarge(String),
@@ -37,6 +40,7 @@ impl Error {
         match self {
             Error::BadData(_) | Error::Config { .. } => (StatusCode::BAD_REQUEST, "bad_data"),
             Error::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "bad_data"),
+            Error::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "bad_data"),
             Error::Storage(S::InvalidSeries(_) | S::InvalidTimeRange { .. }) => {
                 (StatusCode::BAD_REQUEST, "bad_data")
             }

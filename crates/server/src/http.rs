@@ -6,8 +6,10 @@
 //! `POST /api/v2/write` (Influx line protocol, plain or gzip, with `precision` and
 //! `db`/`bucket`), and `POST /api/v1/import/prometheus` (exposition text, plain or gzip;
 //! samples without a timestamp get the time of the request). A request is decoded whole before
-//! anything is stored, so a malformed one stores nothing.
+//! anything is stored, so a malformed one stores nothing. JSON-lines import and OTLP/HTTP
+//! metrics are in [`push`], the Pushgateway-compatible API in [`pushgateway`].
 //! The scrape manager ([`crate::scrape`]) adds `GET /api/v1/targets` and `POST /-/reload`.
+//! The query API is [`crate::query`]; `GET /metrics` (the server's own health) is [`crate::metrics`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,10 +21,14 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use ocelli_tsdb::{Db, SeriesSamples};
+use ocelli_wire::remote_write::DecodedSeries;
 use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::{Config, Error, Result};
+
+mod push;
+mod pushgateway;
 
 #[derive(Clone)]
 pub(crate) struct AppState {
@@ -175,6 +181,11 @@ fn router(state: AppState) -> Router {
         .route("/metrics", get(crate::metrics::metrics))
         .route("/api/v1/targets", get(crate::scrape::api::targets))
         .route("/-/reload", post(crate::scrape::api::reload).put(crate::scrape::api::reload))
+        .route("/api/v1/import", post(push::import_json))
+        .route("/opentelemetry/v1/metrics", post(push::otlp_metrics))
+        .route("/v1/metrics", post(push::otlp_metrics))
+        .route("/metrics/job/{*rest}", pushgateway::routes(false))
+        .route("/metrics/job@base64/{*rest}", pushgateway::routes(true))
         // each handler reads its body through `read_body`, which enforces the limit with a
         // precise message
         .layer(DefaultBodyLimit::disable())
@@ -189,7 +200,7 @@ pub(crate) async fn blocking<T: Send + 'static>(
 }
 
 /// Appends decoded series as one all-or-nothing batch.
-fn store(db: &Db, series: Vec<ocelli_wire::remote_write::DecodedSeries>) -> Result<()> {
+fn store(db: &Db, series: Vec<DecodedSeries>) -> Result<()> {
     let batch: Vec<SeriesSamples> = series
         .into_iter()
         .map(|s| SeriesSamples { labels: s.labels, samples: s.samples })
@@ -285,25 +296,17 @@ async fn influx_write(
     headers: HeaderMap,
     body: Body,
 ) -> Result<impl IntoResponse> {
-    let body = read_body(body, st.limits.max_body_bytes).await?;
-    blocking(move || {
-        use ocelli_wire::influx;
-        let precision = match params.precision.as_deref() {
-            None | Some("") => influx::Precision::Ns,
-            Some(p) => influx::Precision::parse(p).map_err(|e| Error::BadData(e.to_string()))?,
-        };
-        let text = request_body(&headers, body, st.limits.max_decompressed_bytes)?;
-        let limits = influx::Limits {
-            max_body_bytes: st.limits.max_decompressed_bytes,
-            ..influx::Limits::default()
-        };
-        let db = params.db.or(params.bucket);
-        let series = influx::decode_with_db(&text, precision, now_ms(), &limits, db.as_deref())
-            .map_err(|e| Error::BadData(e.to_string()))?;
-        store(&st.db, series)
+    use ocelli_wire::influx;
+    let precision = match params.precision.as_deref() {
+        None | Some("") => influx::Precision::Ns,
+        Some(p) => influx::Precision::parse(p).map_err(|e| Error::BadData(e.to_string()))?,
+    };
+    let db = params.db.or(params.bucket);
+    ingest_text(st, headers, body, move |text, max_body_bytes| {
+        let limits = influx::Limits { max_body_bytes, ..influx::Limits::default() };
+        influx::decode_with_db(text, precision, now_ms(), &limits, db.as_deref())
     })
-    .await?;
-    Ok(StatusCode::NO_CONTENT)
+    .await
 }
 
 async fn import_prometheus(
@@ -311,19 +314,32 @@ async fn import_prometheus(
     headers: HeaderMap,
     body: Body,
 ) -> Result<impl IntoResponse> {
+    use ocelli_wire::exposition;
+    let metadata = st.metadata.clone();
+    ingest_text(st, headers, body, move |text, max_body_bytes| {
+        let limits = exposition::Limits { max_body_bytes, ..exposition::Limits::default() };
+        let parsed = exposition::decode(text, now_ms(), &limits)?;
+        metadata.record(&parsed.metadata);
+        Ok(parsed.series)
+    })
+    .await
+}
+
+/// The path of every text ingest endpoint: reads the body under the size limit, decompresses
+/// it under the decompressed-size limit, decodes it with `decode` (given that limit) and stores
+/// the result as one batch. Answers 204.
+async fn ingest_text(
+    st: AppState,
+    headers: HeaderMap,
+    body: Body,
+    decode: impl FnOnce(&[u8], usize) -> ocelli_wire::Result<Vec<DecodedSeries>> + Send + 'static,
+) -> Result<StatusCode> {
     let body = read_body(body, st.limits.max_body_bytes).await?;
     blocking(move || {
-        use ocelli_wire::exposition;
-        let text = request_body(&headers, body, st.limits.max_decompressed_bytes)?;
-        let limits = exposition::Limits {
-            max_body_bytes: st.limits.max_decompressed_bytes,
-            ..exposition::Limits::default()
-        };
-        let parsed = exposition::decode(&text, now_ms(), &limits)
-            .map_err(|e| Error::BadData(e.to_string()))?;
-        store(&st.db, parsed.series)?;
-        st.metadata.record(&parsed.metadata);
-        Ok(())
+        let max = st.limits.max_decompressed_bytes;
+        let text = request_body(&headers, body, max)?;
+        let series = decode(&text, max).map_err(|e| Error::BadData(e.to_string()))?;
+        store(&st.db, series)
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)

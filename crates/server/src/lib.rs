@@ -1,8 +1,10 @@
 //! Ocelli's server: configuration, the storage engine's lifecycle, and the HTTP endpoints.
 //!
 //! For now it serves health and readiness, the storage engine's status, an admin flush, and
-//! Prometheus remote_write ingest; PromQL and the other ingest formats come with
-//! later work. The engine is synchronous, so every call into it runs on tokio's blocking pool.
+//! ingest (remote_write, Influx line protocol, exposition text, JSON lines, OTLP/HTTP metrics
+//! and the Pushgateway API; `docs/api.md`), PromQL over the Prometheus query API ([`query`]) and
+//! the server's own metrics ([`metrics`]). The engine is synchronous, so every call into it
+//! runs on tokio's blocking pool.
 //! This crate owns the mapping from errors to HTTP statuses ([`error`]).
 //!
 //! Server-pull scraping of Prometheus targets is [`scrape`].

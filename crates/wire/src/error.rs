@@ -37,6 +37,25 @@ pub enum Error {
     ExpositionLine { line: usize, column: usize, reason: String },
     #[error("line {line}: more than the limit of {max} samples")]
     ExpositionTooManySamples { line: usize, max: usize },
+    #[error("JSON import body is {len} bytes, over the limit of {max} bytes")]
+    JsonBodyTooLarge { len: usize, max: usize },
+    #[error("line {line}, column {column}: {reason}")]
+    JsonLine { line: usize, column: usize, reason: String },
+    #[error("line {line}: more than the limit of {max} samples")]
+    JsonTooManySamples { line: usize, max: usize },
+    #[error("OTLP request is {len} bytes, over the limit of {max} bytes")]
+    OtlpBodyTooLarge { len: usize, max: usize },
+    #[error("OTLP request: {source}")]
+    OtlpProtobuf {
+        #[source]
+        source: prost::DecodeError,
+    },
+    #[error("{path}: {reason}")]
+    OtlpInvalid { path: String, reason: String },
+    #[error("OTLP request: decoded series take more than the limit of {max} bytes")]
+    OtlpDecodedTooLarge { max: usize },
+    #[error("timestamp {t} ms cannot be written as OTLP nanoseconds (0 to {max} ms)")]
+    OtlpEncodeTimestamp { t: i64, max: i64 },
     #[error("invalid precision {0:?}: expected one of ns, n, us, u, ms, s")]
     InvalidPrecision(String),
     #[error("remote write request encodes to {len} bytes, more than one snappy block can hold")]

@@ -51,23 +51,11 @@ use std::fmt;
 use ocelli_model::{self as model, Labels, METRIC_NAME, is_valid_label_name, is_valid_metric_name};
 
 use crate::remote_write::DecodedSeries;
+use crate::series::SeriesSet;
 use crate::{Error, Result};
 
 /// Size caps for one exposition body.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
-    /// The largest (already decompressed) body accepted, in bytes.
-    pub max_body_bytes: usize,
-    /// The most samples one body may hold.
-    pub max_samples: usize,
-}
-
-impl Default for Limits {
-    /// 64 MiB of text, ten million samples.
-    fn default() -> Self {
-        Limits { max_body_bytes: 64 << 20, max_samples: 10_000_000 }
-    }
-}
+pub use crate::text::Limits;
 
 /// The type a `# TYPE` line gives a metric family.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -144,6 +132,9 @@ pub struct Metadata {
 pub struct Parsed {
     pub series: Vec<DecodedSeries>,
     pub metadata: Vec<Metadata>,
+    /// The 1-based line of the first sample that has its own timestamp, if any: for callers
+    /// that refuse timestamps (a push gateway stamps every sample with the push time).
+    pub first_timestamp_line: Option<usize>,
 }
 
 /// Decodes a text exposition body. See the module doc for the rules.
@@ -158,6 +149,7 @@ pub fn decode(body: &[u8], default_ts_ms: i64, limits: &Limits) -> Result<Parsed
     })?;
 
     let mut out = Builder::default();
+    let mut first_timestamp_line = None;
     let mut lines = text.split('\n').enumerate().peekable();
     while let Some((i, raw)) = lines.next() {
         let line_no = i + 1;
@@ -192,11 +184,14 @@ pub fn decode(body: &[u8], default_ts_ms: i64, limits: &Limits) -> Result<Parsed
                         max: limits.max_samples,
                     });
                 }
+                if t.is_some() && first_timestamp_line.is_none() {
+                    first_timestamp_line = Some(line_no);
+                }
                 out.add(labels, model::Sample::new(t.unwrap_or(default_ts_ms), v));
             }
         }
     }
-    Ok(Parsed { series: out.series, metadata: out.metadata })
+    Ok(Parsed { series: out.series.into_vec(), metadata: out.metadata, first_timestamp_line })
 }
 
 /// A parse error: the 0-based byte index in the line and what was wrong.
@@ -560,8 +555,7 @@ fn duplicate(labels: &[(String, String, usize)]) -> Option<&(String, String, usi
 /// Gathers samples into series and metadata into families.
 #[derive(Debug, Default)]
 struct Builder {
-    series: Vec<DecodedSeries>,
-    index: HashMap<Labels, usize>,
+    series: SeriesSet,
     metadata: Vec<Metadata>,
     families: HashMap<String, usize>,
     /// Which of HELP, TYPE, UNIT each family has had.
@@ -572,13 +566,7 @@ struct Builder {
 impl Builder {
     fn add(&mut self, labels: Labels, sample: model::Sample) {
         self.samples += 1;
-        match self.index.get(&labels) {
-            Some(&i) => self.series[i].samples.push(sample),
-            None => {
-                self.index.insert(labels.clone(), self.series.len());
-                self.series.push(DecodedSeries { labels, samples: vec![sample] });
-            }
-        }
+        self.series.push(labels, sample);
     }
 
     /// Records one metadata line; the error is the reason only.
@@ -633,8 +621,7 @@ mod tests {
             writeln!(text, "meta {} {} {:?} {:?}", m.family, m.kind, m.help, m.unit).unwrap();
         }
         crate::text::render(&got.series, &mut text);
-        let want: String = want.lines().map(|l| format!("{}\n", l.trim())).collect();
-        assert_eq!(text, want.trim_start(), "input: {input:?}");
+        crate::text::assert_golden(&text, want, input);
     }
 
     #[test]
@@ -812,20 +799,22 @@ m{"quoted"="v"} 4"#, r#"
             ("m 1\n# EOF\n\n", r##"line 3, column 1: unexpected text after "# EOF""##),
             ("# EOF x", r##"line 1, column 7: unexpected text after "# EOF""##),
         ];
-        let mut failed = Vec::new();
-        for &(input, want) in cases {
-            let got = error(input);
-            if got != want {
-                failed.push(format!("input: {input:?}\n  got: {got}\n want: {want}"));
-            }
-        }
-        assert!(failed.is_empty(), "{}", failed.join("\n"));
+        crate::text::assert_errors(cases, error);
     }
 
     #[test]
     fn invalid_utf8() {
         let err = decode(b"m 1\nm{t=\"a\xff\"} 1", 0, &Limits::default());
         assert_eq!(err.unwrap_err().to_string(), "line 2, column 7: invalid UTF-8");
+    }
+
+    #[test]
+    fn first_timestamp_line() {
+        let line = |body: &str| decode(body.as_bytes(), NOW, &Limits::default()).unwrap();
+        assert_eq!(line("a 1\n# c\nb 2\n").first_timestamp_line, None);
+        assert_eq!(line("a 1\n\nb 2 5\nc 3 6\n").first_timestamp_line, Some(3));
+        // an exemplar's timestamp is not the sample's
+        assert_eq!(line("a 1 # {x=\"y\"} 1 5\n").first_timestamp_line, None);
     }
 
     #[test]

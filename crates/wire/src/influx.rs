@@ -47,6 +47,7 @@ use std::mem::size_of;
 use ocelli_model::{self as model, Label, Labels, METRIC_NAME};
 
 use crate::remote_write::DecodedSeries;
+use crate::series::labels_cost;
 use crate::{Error, Result};
 
 /// The unit of the timestamps in a body: the `precision` query parameter.
@@ -85,21 +86,7 @@ impl Precision {
 }
 
 /// Size caps for one line protocol body.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
-    /// The largest (already decompressed) body accepted, in bytes.
-    pub max_body_bytes: usize,
-    /// About the most memory the decoded series may take, in bytes: label strings and their
-    /// headers once per new series or tag set, plus each sample.
-    pub max_decoded_bytes: usize,
-}
-
-impl Default for Limits {
-    /// 64 MiB of text, 1 GiB decoded.
-    fn default() -> Self {
-        Limits { max_body_bytes: 64 << 20, max_decoded_bytes: 1 << 30 }
-    }
-}
+pub use crate::series::Limits;
 
 /// Decodes a line protocol body into series. See the module doc for the rules.
 pub fn decode(
@@ -489,10 +476,6 @@ fn with_name(tags: &Labels, name: &str) -> Vec<Label> {
     v
 }
 
-fn labels_cost(labels: &[Label]) -> usize {
-    labels.iter().map(|l| l.name.len() + l.value.len() + size_of::<Label>()).sum()
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -511,8 +494,7 @@ mod tests {
             .unwrap_or_else(|e| panic!("{input:?}: {e}"));
         let mut text = String::new();
         crate::text::render(&got, &mut text);
-        let want: String = want.lines().map(|l| format!("{}\n", l.trim())).collect();
-        assert_eq!(text, want.trim_start(), "input: {input:?}");
+        crate::text::assert_golden(&text, want, input);
     }
 
     #[test]

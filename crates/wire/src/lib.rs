@@ -1,6 +1,7 @@
 //! Pure encode/decode of the wire formats Ocelli speaks: one module per protocol, starting with
 //! Prometheus [`remote_write`] 1.0 (snappy block + protobuf), the Influx line protocol
-//! ([`influx`]) and the Prometheus text [`exposition`] format.
+//! ([`influx`]), the Prometheus text [`exposition`] format, VictoriaMetrics' JSON-lines
+//! import format ([`json`]) and OTLP/HTTP metrics ([`otlp`]).
 //!
 //! Every function here takes bytes and returns values (or values and returns bytes): no I/O, no
 //! async, no HTTP. Headers, content negotiation and status codes belong to the server; storing
@@ -14,7 +15,10 @@
 mod error;
 pub mod exposition;
 pub mod influx;
+pub mod json;
+pub mod otlp;
 pub mod remote_write;
+mod series;
 mod text;
 
 pub use error::{Error, Result};

@@ -1,4 +1,22 @@
-//! Small lexical helpers shared by the text formats' decoders (line protocol, exposition).
+//! Small lexical helpers shared by the text formats' decoders (line protocol, exposition, JSON
+//! lines), and the size caps of the formats whose memory is bounded by a sample count.
+
+/// Size caps for one text body whose every sample costs at least a few bytes of it
+/// (exposition text, JSON lines).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// The largest (already decompressed) body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// The most samples one body may hold.
+    pub max_samples: usize,
+}
+
+impl Default for Limits {
+    /// 64 MiB of text, ten million samples.
+    fn default() -> Self {
+        Limits { max_body_bytes: 64 << 20, max_samples: 10_000_000 }
+    }
+}
 
 /// The body as UTF-8 text, or the 1-based (line, byte column) of the first invalid byte.
 pub(crate) fn utf8_text(body: &[u8]) -> Result<&str, (usize, usize)> {
@@ -46,4 +64,25 @@ pub(crate) fn render(series: &[crate::remote_write::DecodedSeries], out: &mut St
         }
         out.push('\n');
     }
+}
+
+/// Compares rendered output with a golden block whose lines may be indented (and may start
+/// with a blank line) for readability in the test source.
+#[cfg(test)]
+pub(crate) fn assert_golden(got: &str, want: &str, input: &str) {
+    let want: String = want.lines().map(|l| format!("{}\n", l.trim())).collect();
+    assert_eq!(got, want.trim_start(), "input: {input:?}");
+}
+
+/// Runs `(input, expected message)` cases through `error`, reporting every mismatch at once.
+#[cfg(test)]
+pub(crate) fn assert_errors(cases: &[(&str, &str)], error: impl Fn(&str) -> String) {
+    let mut failed = Vec::new();
+    for &(input, want) in cases {
+        let got = error(input);
+        if got != want {
+            failed.push(format!("input: {input:?}\n  got: {got}\n want: {want}"));
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
 }

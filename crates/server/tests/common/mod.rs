@@ -22,6 +22,26 @@ pub fn request(
     headers: &str,
     body: &[u8],
 ) -> (u16, String) {
+    let r = request_raw(addr, method, path, headers, body);
+    (r.status, String::from_utf8_lossy(&r.body).to_string())
+}
+
+/// A response as received: status, header block and body bytes.
+pub struct Response {
+    pub status: u16,
+    /// The header lines, lower-cased, each ending in `\r\n`.
+    pub headers: String,
+    pub body: Vec<u8>,
+}
+
+/// Like `request`, returning the headers and the body as bytes (for binary bodies).
+pub fn request_raw(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &[u8],
+) -> Response {
     let mut s = TcpStream::connect(addr).unwrap();
     write!(
         s,
@@ -35,15 +55,16 @@ pub fn request(
     let mut resp = Vec::new();
     let _ = s.read_to_end(&mut resp);
     assert!(!resp.is_empty(), "no response to {method} {path}");
-    let text = String::from_utf8_lossy(&resp).to_string();
-    let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let chunked = head.lines().any(|l| {
-        let l = l.to_ascii_lowercase();
-        l.starts_with("transfer-encoding:") && l.contains("chunked")
-    });
-    let body = if chunked { dechunk(body) } else { body.to_string() };
-    (status, body)
+    let split = resp.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(resp.len());
+    let head = String::from_utf8_lossy(&resp[..split]).to_string();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let headers =
+        head.split_once("\r\n").map(|x| x.1.to_ascii_lowercase() + "\r\n").unwrap_or_default();
+    let body = resp.get(split + 4..).unwrap_or_default();
+    let chunked =
+        headers.lines().any(|l| l.starts_with("transfer-encoding:") && l.contains("chunked"));
+    let body = if chunked { dechunk(body) } else { body.to_vec() };
+    Response { status, headers, body }
 }
 
 /// Reopens a stopped server's data directory and selects one metric's series.
@@ -62,14 +83,16 @@ pub fn config(dir: &std::path::Path) -> Config {
 }
 
 /// Decodes a chunked HTTP/1.1 body (servers such as Prometheus send large answers so).
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = s.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap();
+fn dechunk(mut s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = s.windows(2).position(|w| w == b"\r\n") {
+        let size = std::str::from_utf8(&s[..eol]).unwrap().trim();
+        let n = usize::from_str_radix(size, 16).unwrap();
         if n == 0 {
             break;
         }
-        out.push_str(&rest[..n]);
+        let rest = &s[eol + 2..];
+        out.extend_from_slice(&rest[..n]);
         s = &rest[n + 2..];
     }
     out
