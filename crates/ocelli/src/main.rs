@@ -36,7 +36,23 @@ enum Command {
     },
 }
 
+/// mimalloc's `purge_delay` option (its index in `mi_option_t` of the vendored mimalloc 3
+/// header; the Rust bindings name no constant for it).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Makes mimalloc give freed pages back to the system at once instead of after a delay that
+/// only elapses when the freeing thread allocates again: a large query run on an otherwise idle
+/// blocking-pool thread would otherwise keep its memory resident (measured: 180 MB after one
+/// `count()` over 100k series, 30 MB with this).
+#[allow(unsafe_code)]
+fn purge_freed_memory_at_once() {
+    // SAFETY: mi_option_set only stores an integer option; any value is valid for this option
+    // and mimalloc reads it on every purge decision, so setting it at run time is supported.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+}
+
 fn main() -> anyhow::Result<()> {
+    purge_freed_memory_at_once();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
