@@ -34,6 +34,26 @@ pub const PROMETHEUS_API_VERSION: &str = "2.42.0";
 const MIN_TIME: i64 = -9_223_309_901_257_974;
 const MAX_TIME: i64 = 9_223_309_901_257_974;
 
+/// Called on the thread that ran a query that took long enough to have held much memory; the
+/// binary sets it to return that memory to the system (the allocator is the binary's choice).
+static AFTER_LARGE_QUERY: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Queries that ran at least this long call the hook above.
+const LARGE_QUERY: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Sets the hook run after large queries (once; later calls are ignored).
+pub fn set_after_large_query(f: fn()) {
+    let _ = AFTER_LARGE_QUERY.set(f);
+}
+
+fn after_query(started: std::time::Instant) {
+    if started.elapsed() >= LARGE_QUERY
+        && let Some(f) = AFTER_LARGE_QUERY.get()
+    {
+        f();
+    }
+}
+
 /// The engine over our storage.
 pub(crate) struct DbStorage<'a> {
     pub db: &'a Db,
@@ -400,7 +420,10 @@ async fn query(
     let db = st.db.clone();
     let v = blocking(move || {
         let s = DbStorage { db: &db, max_samples: engine.options().max_samples };
-        engine.instant(&s, &q, t).map_err(Error::Query)
+        let t0 = std::time::Instant::now();
+        let v = engine.instant(&s, &q, t).map_err(Error::Query);
+        after_query(t0);
+        v
     })
     .await?;
     Ok(success(&render(&v)))
@@ -426,7 +449,10 @@ async fn query_range(
     let db = st.db.clone();
     let v = blocking(move || {
         let s = DbStorage { db: &db, max_samples: engine.options().max_samples };
-        engine.range(&s, &q, start, end, step).map_err(Error::Query)
+        let t0 = std::time::Instant::now();
+        let v = engine.range(&s, &q, start, end, step).map_err(Error::Query);
+        after_query(t0);
+        v
     })
     .await?;
     Ok(success(&render(&v)))
