@@ -416,12 +416,22 @@ async fn query(
     let p = Params::read(raw, &headers, body, st.limits.max_body_bytes).await?;
     let q = p.query()?;
     let t = p.time("time", now_ms())?;
-    let engine = engine_for(&st, &p)?;
+    evaluate(&st, &p, move |engine, s| engine.instant(s, &q, t)).await
+}
+
+/// Runs a query on the blocking pool with the request's engine options and answers with its
+/// result; a query that ran long hands its freed memory back afterwards.
+async fn evaluate(
+    st: &AppState,
+    p: &Params,
+    run: impl FnOnce(&Engine, &DbStorage<'_>) -> ocelli_promql::Result<QueryValue> + Send + 'static,
+) -> Result<Response> {
+    let engine = engine_for(st, p)?;
     let db = st.db.clone();
     let v = blocking(move || {
         let s = DbStorage { db: &db, max_samples: engine.options().max_samples };
         let t0 = std::time::Instant::now();
-        let v = engine.instant(&s, &q, t).map_err(Error::Query);
+        let v = run(&engine, &s).map_err(Error::Query);
         after_query(t0);
         v
     })
@@ -445,17 +455,7 @@ async fn query_range(
             "invalid parameter \"step\": cannot parse \"{step_s}\" to a valid duration"
         ))
     })?;
-    let engine = engine_for(&st, &p)?;
-    let db = st.db.clone();
-    let v = blocking(move || {
-        let s = DbStorage { db: &db, max_samples: engine.options().max_samples };
-        let t0 = std::time::Instant::now();
-        let v = engine.range(&s, &q, start, end, step).map_err(Error::Query);
-        after_query(t0);
-        v
-    })
-    .await?;
-    Ok(success(&render(&v)))
+    evaluate(&st, &p, move |engine, s| engine.range(s, &q, start, end, step)).await
 }
 
 async fn series(
@@ -505,19 +505,32 @@ async fn labels(
     let matchers = p.matchers()?;
     let (start, end) = (p.time("start", MIN_TIME)?, p.time("end", MAX_TIME)?);
     let limit = p.limit()?;
+    let names =
+        union_over(&st, matchers, limit, move |db, m, limit| db.label_names(m, start, end, limit))
+            .await?;
+    Ok(success(&string_list(&names)))
+}
+
+/// `f` with no matchers (one call, `limit` applied there) or the sorted union of `f` over each
+/// `match[]` selector, cut to `limit` (0: no limit); on the blocking pool.
+async fn union_over(
+    st: &AppState,
+    matchers: Vec<Vec<Matcher>>,
+    limit: usize,
+    f: impl Fn(&Db, &[Matcher], usize) -> ocelli_tsdb::Result<Vec<String>> + Send + 'static,
+) -> Result<Vec<String>> {
     let db = st.db.clone();
-    let names = blocking(move || {
+    blocking(move || {
         if matchers.is_empty() {
-            return Ok(db.label_names(&[], start, end, limit)?);
+            return Ok(f(&db, &[], limit)?);
         }
         let mut all = std::collections::BTreeSet::new();
         for m in &matchers {
-            all.extend(db.label_names(m, start, end, 0)?);
+            all.extend(f(&db, m, 0)?);
         }
         Ok(all.into_iter().take(if limit == 0 { usize::MAX } else { limit }).collect())
     })
-    .await?;
-    Ok(success(&string_list(&names)))
+    .await
 }
 
 async fn label_values(
@@ -533,16 +546,8 @@ async fn label_values(
     let matchers = p.matchers()?;
     let (start, end) = (p.time("start", MIN_TIME)?, p.time("end", MAX_TIME)?);
     let limit = p.limit()?;
-    let db = st.db.clone();
-    let values = blocking(move || {
-        if matchers.is_empty() {
-            return Ok(db.label_values(&name, &[], start, end, limit)?);
-        }
-        let mut all = std::collections::BTreeSet::new();
-        for m in &matchers {
-            all.extend(db.label_values(&name, m, start, end, 0)?);
-        }
-        Ok(all.into_iter().take(if limit == 0 { usize::MAX } else { limit }).collect())
+    let values = union_over(&st, matchers, limit, move |db, m, limit| {
+        db.label_values(&name, m, start, end, limit)
     })
     .await?;
     Ok(success(&string_list(&values)))
