@@ -85,7 +85,8 @@ impl Server {
             tracing::warn!("storage recovery: {line}");
         }
         let db = Arc::new(db);
-        let scrape = crate::scrape::Scraper::new(db.clone(), &config)?;
+        let metadata: Arc<crate::query::MetadataStore> = Arc::default();
+        let scrape = crate::scrape::Scraper::new(db.clone(), metadata.clone(), &config)?;
         let state = AppState {
             scrape: scrape.clone(),
             db: db.clone(),
@@ -98,7 +99,7 @@ impl Server {
                     .query_options()
                     .map_err(|detail| Error::Config { path: "query".into(), detail })?,
             ),
-            metadata: Arc::default(),
+            metadata,
             requests: Arc::default(),
         };
         let app = router(state);

@@ -156,6 +156,13 @@ fn node_exporter_scraped_relabelled_and_marked_stale_when_it_dies() {
     assert_eq!(code, 400, "{body}");
     assert!(body.contains("\"errorType\":\"bad_data\""), "{body}");
 
+    // the exporter's TYPE and HELP lines reach the metadata API
+    let (code, body) = http(addr, "GET", "/api/v1/metadata?metric=node_load1", b"");
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["data"]["node_load1"][0]["type"], "gauge", "{body}");
+    assert_eq!(v["data"]["node_load1"][0]["help"], "1m load average.", "{body}");
+
     // the exporter dies: the next scrape fails
     let killed_at = now_ms();
     drop(node);

@@ -84,6 +84,8 @@ struct Wanted {
 struct Manager {
     /// None once shut down.
     db: Option<Arc<Db>>,
+    /// Where the `TYPE` / `HELP` / `UNIT` lines of scraped bodies go (`/api/v1/metadata`).
+    metadata: Arc<crate::query::MetadataStore>,
     jobs: Vec<Job>,
     /// One entry per job and `file_sd_configs` entry, in job order.
     file_sd: Vec<(String, FileSdState)>,
@@ -110,13 +112,18 @@ impl std::fmt::Debug for Scraper {
 
 impl Scraper {
     /// Checks the scrape part of `config`; nothing runs until [`Scraper::begin`].
-    pub fn new(db: Arc<Db>, config: &Config) -> Result<Scraper> {
+    pub fn new(
+        db: Arc<Db>,
+        metadata: Arc<crate::query::MetadataStore>,
+        config: &Config,
+    ) -> Result<Scraper> {
         let jobs = jobs_of(config).map_err(|detail| Error::Config {
             path: config.source.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
             detail,
         })?;
         let manager = Manager {
             db: Some(db),
+            metadata,
             jobs: Vec::new(),
             file_sd: Vec::new(),
             running: BTreeMap::new(),
@@ -285,6 +292,7 @@ impl Manager {
     /// Starts, restarts and stops loops so that the running ones are the wanted ones.
     async fn sync(&mut self) {
         let Some(db) = self.db.clone() else { return };
+        let metadata = self.metadata.clone();
         let (wanted, dropped) = self.wanted();
         self.dropped = dropped;
         let mut next: BTreeMap<Key, Running> = BTreeMap::new();
@@ -306,20 +314,29 @@ impl Manager {
             let health = r.health.clone();
             let state =
                 stop_all(std::iter::once(r), Stop::Handover).await.pop().unwrap_or_default();
-            next.insert(w.key.clone(), launch(&db, w, health, state));
+            next.insert(w.key.clone(), launch(&db, &metadata, w, health, state));
         }
         for w in start {
-            next.insert(w.key.clone(), launch(&db, w, Arc::default(), LoopState::default()));
+            next.insert(
+                w.key.clone(),
+                launch(&db, &metadata, w, Arc::default(), LoopState::default()),
+            );
         }
         self.running = next;
     }
 }
 
-fn launch(db: &Arc<Db>, w: Wanted, health: Arc<Mutex<Health>>, state: LoopState) -> Running {
+fn launch(
+    db: &Arc<Db>,
+    metadata: &Arc<crate::query::MetadataStore>,
+    w: Wanted,
+    health: Arc<Mutex<Health>>,
+    state: LoopState,
+) -> Running {
     let spec = Arc::new(w.spec);
     let (stop, rx) = oneshot::channel();
-    let handle =
-        tokio::spawn(scrape_loop::run(spec.clone(), db.clone(), health.clone(), rx, state));
+    let sinks = scrape_loop::Sinks { db: db.clone(), metadata: metadata.clone() };
+    let handle = tokio::spawn(scrape_loop::run(spec.clone(), sinks, health.clone(), rx, state));
     Running { spec, discovered: w.discovered, health, stop, handle }
 }
 
@@ -373,7 +390,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let opts = ocelli_tsdb::Options { background: false, ..Default::default() };
         let db = Arc::new(Db::open(dir.path(), opts).unwrap().0);
-        let s = Scraper::new(db.clone(), &config(&job("\"127.0.0.1:1\"", ""))).unwrap();
+        let s =
+            Scraper::new(db.clone(), Arc::default(), &config(&job("\"127.0.0.1:1\"", ""))).unwrap();
         assert!(specs(&s).await.is_empty(), "nothing runs before begin");
         s.begin().await;
         let first = specs(&s).await;

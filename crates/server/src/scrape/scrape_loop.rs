@@ -75,7 +75,19 @@ pub struct Health {
 pub struct Processed {
     pub batch: Vec<SeriesSamples>,
     pub error: Option<String>,
+    /// The body's `TYPE` / `HELP` / `UNIT` lines (empty when the scrape failed).
+    pub metadata: Vec<ocelli_wire::exposition::Metadata>,
 }
+
+/// Where a loop's results go: the samples to storage, the metadata to the metadata API.
+#[derive(Clone, Debug)]
+pub struct Sinks {
+    pub db: Arc<Db>,
+    pub metadata: Arc<crate::query::MetadataStore>,
+}
+
+/// What [`samples`] returns: the series, the number of samples scraped, the metadata.
+type Scraped = (Vec<SeriesSamples>, usize, Vec<ocelli_wire::exposition::Metadata>);
 
 fn unix_ms(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
@@ -84,11 +96,12 @@ fn unix_ms(t: SystemTime) -> i64 {
 /// Runs until told to stop; returns the state for a successor (empty after a `Stop::Stale`).
 pub async fn run(
     t: Arc<TargetSpec>,
-    db: Arc<Db>,
+    sinks: Sinks,
     health: Arc<Mutex<Health>>,
     mut stop: oneshot::Receiver<Stop>,
     mut state: LoopState,
 ) -> LoopState {
+    let Sinks { db, metadata } = sinks;
     let mut conn = Conn::default();
     let mut next = tokio::time::Instant::now() + first_wait(&t, SystemTime::now());
     loop {
@@ -116,8 +129,10 @@ pub async fn run(
         let elapsed = t0.elapsed();
         let ts = unix_ms(started);
         let (db2, t2, prev) = (db.clone(), t.clone(), std::mem::take(&mut state));
+        let metadata2 = metadata.clone();
         let stored = tokio::task::spawn_blocking(move || {
             let (p, new_state) = process(&t2, body, ts, elapsed, &prev);
+            metadata2.record(&p.metadata);
             let stored = db2.append(&p.batch).map_err(|e| format!("storing the scrape: {e}"));
             (p.error.map_or(stored, Err), new_state)
         })
@@ -227,9 +242,11 @@ pub fn process(
     prev: &LoopState,
 ) -> (Processed, LoopState) {
     let outcome = body.and_then(|b| samples(t, &b, ts));
+    let mut metadata = Vec::new();
     let mut new_state = LoopState { prev: HashSet::new(), scraped: true };
     let (mut batch, error, scraped, post) = match outcome {
-        Ok((batch, scraped)) => {
+        Ok((batch, scraped, meta)) => {
+            metadata = meta;
             let post = batch.iter().map(|s| s.samples.len()).sum::<usize>();
             for s in &batch {
                 if s.samples.iter().any(|x| x.t == ts) {
@@ -260,11 +277,12 @@ pub fn process(
             samples: vec![Sample::new(ts, v)],
         });
     }
-    (Processed { batch, error }, new_state)
+    (Processed { batch, error, metadata }, new_state)
 }
 
-/// Parses, labels and relabels a body; returns the series and the number of samples scraped.
-fn samples(t: &TargetSpec, body: &[u8], ts: i64) -> Result<(Vec<SeriesSamples>, usize), String> {
+/// Parses, labels and relabels a body; returns the series, the number of samples scraped and
+/// the body's metadata.
+fn samples(t: &TargetSpec, body: &[u8], ts: i64) -> Result<Scraped, String> {
     let limits = ocelli_wire::exposition::Limits {
         max_body_bytes: t.body_limit,
         ..ocelli_wire::exposition::Limits::default()
@@ -306,7 +324,7 @@ fn samples(t: &TargetSpec, body: &[u8], ts: i64) -> Result<(Vec<SeriesSamples>, 
             }
         }
     }
-    Ok((out, scraped))
+    Ok((out, scraped, parsed.metadata))
 }
 
 /// A kept-alive HTTP/1.1 connection to the target.
