@@ -1,7 +1,7 @@
 //! Ocelli's data model, shared by every other crate: label sets and series identity
 //! ([`Labels`], [`SeriesId`]), samples and the Prometheus stale marker ([`Sample`],
-//! [`STALE_NAN`]), label matchers with Prometheus semantics ([`Matcher`]), and the rules for
-//! valid metric and label names.
+//! [`STALE_NAN`], [`format_value`]), label matchers with Prometheus semantics ([`Matcher`]), and the rules for
+//! valid metric and label names; [`time`] holds calendar arithmetic.
 //!
 //! This crate does no I/O and knows no wire format or storage layout; it is the bottom of the
 //! dependency graph.
@@ -10,10 +10,11 @@ mod error;
 mod labels;
 mod matcher;
 mod sample;
+pub mod time;
 
 pub use error::{Error, Result};
 pub use labels::{
     Label, Labels, LabelsBuilder, METRIC_NAME, SeriesId, is_valid_label_name, is_valid_metric_name,
 };
 pub use matcher::{MatchOp, Matcher};
-pub use sample::{STALE_NAN, Sample, is_stale_nan};
+pub use sample::{STALE_NAN, Sample, format_value, is_stale_nan};

@@ -15,6 +15,21 @@ pub fn is_stale_nan(v: f64) -> bool {
     v.to_bits() == STALE_NAN_BITS
 }
 
+/// A sample value as Prometheus writes it in its HTTP API and exposition text: the shortest
+/// decimal that reads back to the same float, never in exponent form, and `NaN`, `+Inf`,
+/// `-Inf`.
+pub fn format_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        format!("{v}")
+    }
+}
+
 /// One sample: a timestamp in milliseconds since the Unix epoch and a value.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Sample {

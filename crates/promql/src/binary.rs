@@ -2,7 +2,7 @@
 //! `and` / `or` / `unless`, between scalars and instant vectors, with Prometheus' vector
 //! matching (`on` / `ignoring`, `group_left` / `group_right`) checked per step.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use ocelli_model::{Labels, METRIC_NAME};
 use promql_parser::parser::token::{
@@ -175,18 +175,18 @@ fn set_op(op: TokenId, l: Vec<VSeries>, r: Vec<VSeries>, sig: &Signature, steps:
     let rsig: Vec<u64> = r.iter().map(|s| sig.hash(&s.labels)).collect();
     let mut lout: Vec<Vec<Option<f64>>> = l.iter().map(|s| s.vals.clone()).collect();
     let mut rout: Vec<Vec<Option<f64>>> = vec![vec![None; steps.n]; r.len()];
-    let mut present: HashMap<u64, ()> = HashMap::new();
+    let mut present: HashSet<u64> = HashSet::new();
     for i in 0..steps.n {
         present.clear();
         match op {
             T_LAND | T_LUNLESS => {
                 for (s, h) in r.iter().zip(&rsig) {
                     if s.vals[i].is_some() {
-                        present.insert(*h, ());
+                        present.insert(*h);
                     }
                 }
                 for (k, h) in lsig.iter().enumerate() {
-                    let hit = present.contains_key(h);
+                    let hit = present.contains(h);
                     if (op == T_LAND) != hit {
                         lout[k][i] = None;
                     }
@@ -195,11 +195,11 @@ fn set_op(op: TokenId, l: Vec<VSeries>, r: Vec<VSeries>, sig: &Signature, steps:
             _ => {
                 for (s, h) in l.iter().zip(&lsig) {
                     if s.vals[i].is_some() {
-                        present.insert(*h, ());
+                        present.insert(*h);
                     }
                 }
                 for (k, (s, h)) in r.iter().zip(&rsig).enumerate() {
-                    if s.vals[i].is_some() && !present.contains_key(h) {
+                    if s.vals[i].is_some() && !present.contains(h) {
                         rout[k][i] = s.vals[i];
                     }
                 }

@@ -6,7 +6,7 @@
 //! their series to the function that windows them. See the crate docs for the semantics.
 
 use std::cell::Cell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use ocelli_model::{Labels, METRIC_NAME, MatchOp, Matcher, Sample, is_stale_nan};
@@ -195,12 +195,12 @@ impl<'a> Ctx<'a> {
         self.check_deadline("query preparation")?;
         let branches = selector_matchers(vs)?;
         let mut out: Vec<MSeries> = Vec::new();
-        let mut seen: HashMap<Labels, ()> = HashMap::new();
+        let mut seen: HashSet<Labels> = HashSet::new();
         for matchers in &branches {
             let got = self.storage.select(matchers, mint, maxt).map_err(Error::Storage)?;
             for (labels, samples) in got {
                 self.account(samples.len())?;
-                if branches.len() > 1 && seen.insert(labels.clone(), ()).is_some() {
+                if branches.len() > 1 && !seen.insert(labels.clone()) {
                     continue;
                 }
                 out.push(MSeries { labels, samples });

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Once;
 
+use ocelli_model::time::civil_from_days;
 use ocelli_model::{Labels, METRIC_NAME, Sample};
 use promql_parser::parser::value::ValueType;
 use promql_parser::parser::{Call, Expr, Function};
@@ -319,20 +320,6 @@ fn math_fn(name: &str) -> Option<fn(f64) -> f64> {
         "rad" => |v: f64| v * std::f64::consts::PI / 180.0,
         _ => return None,
     })
-}
-
-/// Civil date (year, month 1-12, day 1-31) of days since 1970-01-01 (proleptic Gregorian).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 fn is_leap(y: i64) -> bool {

@@ -1,6 +1,7 @@
 //! Values: what the evaluator passes between nodes ([`Val`], all steps at once) and what a
 //! query returns ([`QueryValue`], in the shapes of the Prometheus HTTP API).
 
+pub use ocelli_model::format_value;
 use ocelli_model::{Label, Labels, METRIC_NAME, Sample};
 
 /// The steps a node is evaluated at: `start + i * step` for `i < n`.
@@ -105,20 +106,6 @@ impl QueryValue {
             QueryValue::Vector(_) => "vector",
             QueryValue::Matrix(_) => "matrix",
         }
-    }
-}
-
-/// A sample value as the Prometheus HTTP API writes it: the shortest decimal that reads back
-/// to the same float, never in exponent form, and `NaN`, `+Inf`, `-Inf`.
-pub fn format_value(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v == f64::INFINITY {
-        "+Inf".into()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        format!("{v}")
     }
 }
 

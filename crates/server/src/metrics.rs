@@ -17,7 +17,10 @@ use axum::response::{IntoResponse, Response};
 use parking_lot::Mutex;
 
 use crate::Result;
+use ocelli_model::format_value;
+
 use crate::http::{AppState, blocking};
+use crate::query::escape_label;
 
 /// Request counters by (handler, status code): count and total seconds.
 #[derive(Debug, Default)]
@@ -47,7 +50,11 @@ pub(crate) async fn metrics(State(st): State<AppState>) -> Result<Response> {
     let s = blocking(move || Ok(db.stats())).await?;
     let mut out = String::with_capacity(4096);
     let mut family = |name: &str, kind: &str, help: &str, value: f64| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}", fmt(value));
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
+            format_value(value)
+        );
     };
     family(
         "ocelli_appended_samples_total",
@@ -130,7 +137,7 @@ pub(crate) async fn metrics(State(st): State<AppState>) -> Result<Response> {
         let _ = writeln!(
             out,
             "ocelli_http_requests_total{{handler=\"{}\",code=\"{code}\"}} {n}",
-            escape(h)
+            escape_label(h)
         );
     }
     out.push_str("# HELP ocelli_http_request_seconds_total Seconds spent answering HTTP requests, by handler and status code.\n# TYPE ocelli_http_request_seconds_total counter\n");
@@ -138,17 +145,9 @@ pub(crate) async fn metrics(State(st): State<AppState>) -> Result<Response> {
         let _ = writeln!(
             out,
             "ocelli_http_request_seconds_total{{handler=\"{}\",code=\"{code}\"}} {}",
-            escape(h),
-            fmt(*secs)
+            escape_label(h),
+            format_value(*secs)
         );
     }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response())
-}
-
-fn fmt(v: f64) -> String {
-    ocelli_promql::format_value(v)
-}
-
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }

@@ -18,8 +18,9 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use ocelli_model::format_value;
 use ocelli_model::{Labels, Matcher, Sample};
-use ocelli_promql::{Engine, QueryValue, format_value};
+use ocelli_promql::{Engine, QueryValue};
 use ocelli_tsdb::Db;
 use parking_lot::RwLock;
 
@@ -255,14 +256,7 @@ pub fn parse_time(s: &str) -> Option<i64> {
         }
         _ => return None,
     };
-    // days from civil (proleptic Gregorian)
-    let yy = if mo <= 2 { y - 1 } else { y };
-    let era = yy.div_euclid(400);
-    let yoe = yy.rem_euclid(400);
-    let mp = if mo > 2 { mo - 3 } else { mo + 9 };
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
+    let days = ocelli_model::time::days_from_civil(y, mo as u32, d as u32);
     Some((days * 86_400 + h * 3600 + mi * 60 + sec - offset_s) * 1000 + frac_ms)
 }
 
@@ -648,7 +642,8 @@ async fn federate(
         .into_response())
 }
 
-fn escape_label(v: &str) -> String {
+/// A label value escaped for exposition text.
+pub(crate) fn escape_label(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 

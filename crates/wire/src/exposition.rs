@@ -874,18 +874,6 @@ m{"quoted"="v"} 4"#, r#"
         s.replace('\\', r"\\").replace('"', "\\\"").replace('\n', r"\n")
     }
 
-    fn format_value(v: f64) -> String {
-        if v.is_nan() {
-            "NaN".to_owned()
-        } else if v == f64::INFINITY {
-            "+Inf".to_owned()
-        } else if v == f64::NEG_INFINITY {
-            "-Inf".to_owned()
-        } else {
-            format!("{v:?}")
-        }
-    }
-
     /// The tiny encoder the round trip goes through.
     fn encode(families: &[Family], style: &Style) -> String {
         let nl = if style.crlf { "\r\n" } else { "\n" };
@@ -912,7 +900,7 @@ m{"quoted"="v"} 4"#, r#"
                     }
                     out.push('}');
                 }
-                write!(out, "{sp} {}", format_value(s.v)).unwrap();
+                write!(out, "{sp} {}", ocelli_model::format_value(s.v)).unwrap();
                 if let Some(t) = s.t {
                     write!(out, " {sp}{t}").unwrap();
                 }

@@ -41,18 +41,6 @@ pub fn assert_same(got: &[DecodedSeries], want: &[DecodedSeries], any_nan: bool)
     }
 }
 
-fn text_value(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".to_owned()
-    } else if v == f64::INFINITY {
-        "+Inf".to_owned()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".to_owned()
-    } else {
-        format!("{v:?}")
-    }
-}
-
 /// Series as exposition text, one line per sample with its timestamp.
 pub fn exposition_text(series: &[DecodedSeries]) -> String {
     let mut out = String::new();
@@ -64,7 +52,7 @@ pub fn exposition_text(series: &[DecodedSeries]) -> String {
             let _ = write!(labels, "{}=\"{v}\",", l.name);
         }
         for x in &s.samples {
-            let _ = writeln!(out, "{name}{{{labels}}} {} {}", text_value(x.v), x.t);
+            let _ = writeln!(out, "{name}{{{labels}}} {} {}", ocelli_model::format_value(x.v), x.t);
         }
     }
     out
@@ -81,9 +69,9 @@ pub fn json_lines(series: &[DecodedSeries]) -> String {
                 .iter()
                 .map(|x| {
                     if x.v.is_finite() {
-                        text_value(x.v)
+                        ocelli_model::format_value(x.v)
                     } else {
-                        format!("\"{}\"", text_value(x.v))
+                        format!("\"{}\"", ocelli_model::format_value(x.v))
                     }
                 })
                 .collect();
