@@ -7,6 +7,8 @@ pub enum Error {
     InvalidLabelName(String),
     #[error("invalid metric name {0:?}")]
     InvalidMetricName(String),
+    #[error("value of label {0:?} is not valid UTF-8")]
+    InvalidUtf8Value(String),
     #[error("duplicate label name {0:?}")]
     DuplicateLabel(String),
     #[error("label set has no {METRIC_NAME} label", METRIC_NAME = crate::METRIC_NAME)]

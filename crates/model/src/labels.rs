@@ -115,22 +115,70 @@ impl Labels {
 
     /// The stable id of this label set.
     pub fn series_id(&self) -> SeriesId {
-        // one-shot hashing of the canonical bytes is several times faster than feeding the
-        // streaming hasher piece by piece, and gives the same id
-        thread_local! {
-            static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-        }
-        BUF.with_borrow_mut(|buf| {
-            buf.clear();
-            for l in &self.0 {
-                buf.extend_from_slice(l.name.as_bytes());
-                buf.push(0xff);
-                buf.extend_from_slice(l.value.as_bytes());
-                buf.push(0xff);
-            }
-            SeriesId(xxhash_rust::xxh3::xxh3_64(buf))
-        })
+        hash_pairs(self.0.iter().map(|l| (l.name.as_bytes(), l.value.as_bytes())))
     }
+
+    /// Builds a label set from raw pairs as a zero-copy decoder found them: sorted by name,
+    /// empty values already dropped. Checks what [`Labels::validate`] checks, and that every
+    /// name and value is UTF-8 and no name repeats.
+    pub fn from_raw(pairs: &[RawLabel<'_>]) -> Result<Labels> {
+        debug_assert!(pairs.windows(2).all(|w| w[0].0 <= w[1].0), "raw labels not sorted");
+        let mut v = Vec::with_capacity(pairs.len());
+        for (i, &(name, value)) in pairs.iter().enumerate() {
+            let lossy = || String::from_utf8_lossy(name).into_owned();
+            if i > 0 && pairs[i - 1].0 == name {
+                return Err(Error::DuplicateLabel(lossy()));
+            }
+            let Ok(name) = std::str::from_utf8(name) else {
+                return Err(Error::InvalidLabelName(lossy()));
+            };
+            let Ok(value) = std::str::from_utf8(value) else {
+                return Err(Error::InvalidUtf8Value(name.to_string()));
+            };
+            if !value.is_empty() {
+                v.push(Label::new(name, value));
+            }
+        }
+        let labels = Labels(v);
+        labels.validate()?;
+        Ok(labels)
+    }
+}
+
+/// One label pair as a zero-copy decoder found it: name and value bytes, not yet checked.
+pub type RawLabel<'a> = (&'a [u8], &'a [u8]);
+
+/// A series as a zero-copy decoder found it: raw labels sorted by name with empty values
+/// dropped, and its samples. [`Labels::from_raw`] validates the labels; [`raw_series_id`] hashes
+/// them as [`Labels::series_id`] would hash the validated set, so storage can find a series it
+/// already has without building a [`Labels`].
+#[derive(Clone, Copy, Debug)]
+pub struct RawSeries<'a> {
+    pub labels: &'a [RawLabel<'a>],
+    pub samples: &'a [crate::Sample],
+}
+
+/// The [`SeriesId`] that `Labels::from_raw(pairs)` would have, without validating.
+pub fn raw_series_id(pairs: &[RawLabel<'_>]) -> SeriesId {
+    hash_pairs(pairs.iter().copied())
+}
+
+/// xxh3-64 of `name 0xff value 0xff` for each pair. One-shot hashing of the canonical bytes is
+/// several times faster than feeding the streaming hasher piece by piece, and gives the same id.
+fn hash_pairs<'a>(pairs: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> SeriesId {
+    thread_local! {
+        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    BUF.with_borrow_mut(|buf| {
+        buf.clear();
+        for (name, value) in pairs {
+            buf.extend_from_slice(name);
+            buf.push(0xff);
+            buf.extend_from_slice(value);
+            buf.push(0xff);
+        }
+        SeriesId(xxhash_rust::xxh3::xxh3_64(buf))
+    })
 }
 
 impl fmt::Debug for Labels {
@@ -220,6 +268,29 @@ mod tests {
         );
         let c = Labels::from_pairs([("__name__", "upj"), ("ob", "x")]).unwrap();
         assert_ne!(a.series_id(), c.series_id());
+    }
+
+    #[test]
+    fn from_raw_validates_and_hashes_like_labels() {
+        let raw: &[RawLabel<'_>] = &[(b"__name__", b"up"), (b"job", b"x")];
+        let l = Labels::from_raw(raw).unwrap();
+        assert_eq!(l, Labels::from_pairs([("job", "x"), ("__name__", "up")]).unwrap());
+        assert_eq!(raw_series_id(raw), l.series_id());
+        let err = |raw: &[RawLabel<'_>]| Labels::from_raw(raw).unwrap_err().to_string();
+        assert_eq!(
+            err(&[(b"__name__", b"up"), (b"a", b"1"), (b"a", b"2")]),
+            r#"duplicate label name "a""#
+        );
+        assert_eq!(
+            err(&[(b"__name__", b"up"), (b"a\xff", b"1")]),
+            "invalid label name \"a\u{fffd}\""
+        );
+        assert_eq!(
+            err(&[(b"__name__", b"up"), (b"a", b"\xff")]),
+            r#"value of label "a" is not valid UTF-8"#
+        );
+        assert_eq!(err(&[(b"__name__", b"1up")]), r#"invalid metric name "1up""#);
+        assert_eq!(err(&[(b"job", b"x")]), "label set has no __name__ label");
     }
 
     #[test]

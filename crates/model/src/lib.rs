@@ -14,7 +14,8 @@ pub mod time;
 
 pub use error::{Error, Result};
 pub use labels::{
-    Label, Labels, LabelsBuilder, METRIC_NAME, SeriesId, is_valid_label_name, is_valid_metric_name,
+    Label, Labels, LabelsBuilder, METRIC_NAME, RawLabel, RawSeries, SeriesId, is_valid_label_name,
+    is_valid_metric_name, raw_series_id,
 };
 pub use matcher::{MatchOp, Matcher};
 pub use sample::{STALE_NAN, Sample, format_value, is_stale_nan};

@@ -241,9 +241,18 @@ async fn flush(State(st): State<AppState>) -> Result<impl IntoResponse> {
 async fn remote_write(State(st): State<AppState>, body: Body) -> Result<impl IntoResponse> {
     let body = read_body(body, st.limits.max_body_bytes).await?;
     blocking(move || {
-        let series = ocelli_wire::remote_write::decode(&body, &st.limits)
-            .map_err(|e| Error::BadData(e.to_string()))?;
-        store(&st.db, series)
+        use ocelli_wire::remote_write as rw;
+        let bad = |e: ocelli_wire::Error| Error::BadData(e.to_string());
+        let proto = rw::decompress(&body, &st.limits).map_err(bad)?;
+        let req = rw::decode_raw(&proto).map_err(bad)?;
+        let series: Vec<_> = req.series().collect();
+        st.db.append_raw(&series).map_err(|e| match e {
+            // the same words as the decoder's, which names series the same way
+            ocelli_tsdb::Error::InvalidLabels { index, source } => {
+                bad(ocelli_wire::Error::InvalidSeries { index, source })
+            }
+            e => e.into(),
+        })
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)

@@ -22,7 +22,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use ocelli_model::{Labels, Matcher, Sample};
+use std::borrow::Cow;
+
+use ocelli_model::{Labels, Matcher, RawSeries, Sample};
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::block::{Block, BlockWriter};
@@ -33,6 +35,12 @@ use crate::filenames::{
 use crate::head::{Head, dedup_last};
 use crate::record;
 use crate::wal::{self, FsyncPolicy, ReplayReport, Wal};
+
+/// A series of a batch being appended, as the head had it before the append lock was taken.
+enum Resolved<'a> {
+    Found(Arc<crate::head::MemSeries>),
+    New(Cow<'a, Labels>),
+}
 
 /// Engine settings. `Options::default()` is what `ocelli server` uses unless configured.
 #[derive(Clone, Debug)]
@@ -309,6 +317,13 @@ impl Db {
         self.inner.append(batch)
     }
 
+    /// [`Db::append`] for series as a zero-copy decoder found them. A label set the head already
+    /// has is found by its bytes, so only new series are validated and allocated; an invalid
+    /// one fails the batch with [`Error::InvalidLabels`] naming its index.
+    pub fn append_raw(&self, batch: &[RawSeries<'_>]) -> Result<()> {
+        self.inner.append_raw(batch)
+    }
+
     /// Series matching all `matchers` with their samples in `[mint, maxt]` (inclusive), sorted
     /// by label set, each with one sample per timestamp, under the configured limits.
     pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesSamples>> {
@@ -561,69 +576,107 @@ impl Merger {
 
 impl Inner {
     fn append(&self, batch: &[SeriesSamples]) -> Result<()> {
-        if self.closed.load(Ordering::Relaxed) {
-            return Err(Error::Closed);
-        }
         // Outside the append lock (so concurrent appenders do it in parallel): find the series
         // the head already has, and validate the others. A series found in the head was
         // validated when it was created. Nothing is written unless the whole batch is valid.
-        let looked_in = self.head.read().0.clone();
-        let mut found = Vec::with_capacity(batch.len());
+        let looked_in = self.open_head()?;
+        let mut items = Vec::with_capacity(batch.len());
         for s in batch {
-            let f = looked_in.find(&s.labels);
-            if f.is_none() {
-                s.labels
-                    .validate()
-                    .map_err(|e| Error::InvalidSeries(format!("{}: {e}", s.labels)))?;
-            }
-            found.push(f);
+            let r = match looked_in.find(&s.labels) {
+                Some(f) => Resolved::Found(f),
+                None => {
+                    s.labels
+                        .validate()
+                        .map_err(|e| Error::InvalidSeries(format!("{}: {e}", s.labels)))?;
+                    Resolved::New(Cow::Borrowed(&s.labels))
+                }
+            };
+            items.push((r, &s.samples[..]));
         }
+        self.commit(&looked_in, items)
+    }
+
+    fn append_raw(&self, batch: &[RawSeries<'_>]) -> Result<()> {
+        // as `append`, but only a series the head does not have yet gets a `Labels` built
+        let looked_in = self.open_head()?;
+        let mut items = Vec::with_capacity(batch.len());
+        for (index, s) in batch.iter().enumerate() {
+            let r = match looked_in.find_raw(s.labels) {
+                Some(f) => Resolved::Found(f),
+                None => Resolved::New(Cow::Owned(
+                    Labels::from_raw(s.labels)
+                        .map_err(|source| Error::InvalidLabels { index, source })?,
+                )),
+            };
+            items.push((r, s.samples));
+        }
+        self.commit(&looked_in, items)
+    }
+
+    /// The current head, unless the engine is closed.
+    fn open_head(&self) -> Result<Arc<Head>> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(Error::Closed);
+        }
+        Ok(self.head.read().0.clone())
+    }
+
+    /// Writes a validated batch, resolved against `looked_in`, to the WAL and the head.
+    fn commit(&self, looked_in: &Arc<Head>, items: Vec<(Resolved<'_>, &[Sample])>) -> Result<()> {
         // a series without samples is not created: it would show in label queries with no data
-        let (batch, found): (Vec<&SeriesSamples>, Vec<_>) =
-            batch.iter().zip(found).filter(|(s, _)| !s.samples.is_empty()).unzip();
-        if batch.is_empty() {
+        let items: Vec<_> = items.into_iter().filter(|(_, s)| !s.is_empty()).collect();
+        if items.is_empty() {
             return Ok(());
         }
+        let nsamples: usize = items.iter().map(|(_, s)| s.len()).sum();
         let seq = {
             let _a = self.append_lock.lock();
             let head = self.head.read().0.clone();
             // a cut in between started a new head: look everything up again there
-            let same_head = Arc::ptr_eq(&head, &looked_in);
-            let series: Vec<_> = batch
+            let same_head = Arc::ptr_eq(&head, looked_in);
+            let series: Vec<_> = items
                 .iter()
-                .zip(found)
-                .map(|(s, f)| match f {
-                    Some(f) if same_head => f,
-                    _ => head.get_or_create(&s.labels),
+                .map(|(r, _)| match r {
+                    Resolved::Found(f) if same_head => f.clone(),
+                    Resolved::Found(f) => head.get_or_create(&looked_in.labels_of(f)),
+                    Resolved::New(labels) => head.get_or_create(labels),
                 })
                 .collect();
-            let defs: Vec<usize> = (0..batch.len())
-                .filter(|&i| !series[i].wal_defined.load(Ordering::Relaxed))
+            let defs: Vec<(u32, Cow<'_, Labels>)> = items
+                .iter()
+                .zip(&series)
+                .filter(|(_, s)| !s.wal_defined.load(Ordering::Relaxed))
+                .map(|((r, _), s)| {
+                    let labels = match r {
+                        Resolved::New(l) => Cow::Borrowed(&**l),
+                        Resolved::Found(_) => Cow::Owned(head.labels_of(s)),
+                    };
+                    (s.series_ref, labels)
+                })
                 .collect();
-            let nsamples: usize = batch.iter().map(|s| s.samples.len()).sum();
             let seq = self.wal.enqueue(|buf| {
                 record::encode_batch(
                     buf,
-                    defs.iter().map(|&i| (series[i].series_ref, &batch[i].labels)),
+                    defs.iter().map(|(r, l)| (*r, &**l)),
                     ExactLen(
-                        batch
+                        items
                             .iter()
                             .zip(&series)
-                            .flat_map(|(b, s)| b.samples.iter().map(|x| (s.series_ref, x.t, x.v))),
+                            .flat_map(|((_, b), s)| b.iter().map(|x| (s.series_ref, x.t, x.v))),
                         nsamples,
                     ),
                 )
             })?;
-            for &i in &defs {
-                series[i].wal_defined.store(true, Ordering::Relaxed);
+            for s in &series {
+                s.wal_defined.store(true, Ordering::Relaxed);
             }
-            for (b, s) in batch.iter().zip(&series) {
-                head.append(s, b.samples.iter().copied());
+            for ((_, b), s) in items.iter().zip(&series) {
+                head.append(s, b.iter().copied());
             }
-            (seq, nsamples)
+            seq
         };
-        self.wal.commit(seq.0)?;
-        self.appended_samples.fetch_add(seq.1 as u64, Ordering::Relaxed);
+        self.wal.commit(seq)?;
+        self.appended_samples.fetch_add(nsamples as u64, Ordering::Relaxed);
         Ok(())
     }
 

@@ -22,6 +22,13 @@ pub enum Error {
     LimitExceeded { what: &'static str, limit: usize },
     #[error("invalid series: {0}")]
     InvalidSeries(String),
+    /// A label set of a raw batch ([`crate::Db::append_raw`]) failed validation.
+    #[error("series {index}: {source}")]
+    InvalidLabels {
+        index: usize,
+        #[source]
+        source: ocelli_model::Error,
+    },
     #[error("invalid time range: start {mint} is after end {maxt}")]
     InvalidTimeRange { mint: i64, maxt: i64 },
     #[error("invalid options: {0}")]

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
-use ocelli_model::{Label, Labels, Matcher, Sample};
+use ocelli_model::{Label, Labels, Matcher, RawLabel, Sample, raw_series_id};
 use parking_lot::{Mutex, RwLock};
 use roaring::RoaringBitmap;
 
@@ -148,16 +148,24 @@ impl HeadIndex {
                 .all(|(&(n, v), l)| self.symbols.str(n) == l.name && self.symbols.str(v) == l.value)
     }
 
+    fn same_raw(&self, s: &MemSeries, raw: &[RawLabel<'_>]) -> bool {
+        s.syms.len() == raw.len()
+            && s.syms.iter().zip(raw).all(|(&(n, v), &(name, value))| {
+                self.symbols.str(n).as_bytes() == name && self.symbols.str(v).as_bytes() == value
+            })
+    }
+
     fn find(&self, labels: &Labels, id: u64) -> Option<&Arc<MemSeries>> {
+        self.find_by(id, |s| self.same_labels(s, labels))
+    }
+
+    /// The series with this id for which `same` holds.
+    fn find_by(&self, id: u64, same: impl Fn(&MemSeries) -> bool) -> Option<&Arc<MemSeries>> {
         let first = &self.series[*self.by_id.get(&id)? as usize];
-        if self.same_labels(first, labels) {
+        if same(first) {
             return Some(first);
         }
-        self.collisions
-            .get(&id)?
-            .iter()
-            .map(|&r| &self.series[r as usize])
-            .find(|s| self.same_labels(s, labels))
+        self.collisions.get(&id)?.iter().map(|&r| &self.series[r as usize]).find(|s| same(s))
     }
 }
 
@@ -216,10 +224,22 @@ impl Head {
         }
     }
 
-    /// The series for `labels`, created if absent.
     /// The series for `labels`, if the head has it.
     pub(crate) fn find(&self, labels: &Labels) -> Option<Arc<MemSeries>> {
         self.index.read().find(labels, labels.series_id().0).cloned()
+    }
+
+    /// The series with these raw labels (sorted, no empty values), if the head has it. Equal
+    /// bytes mean the labels are valid: the head holds only validated label sets.
+    pub(crate) fn find_raw(&self, raw: &[RawLabel<'_>]) -> Option<Arc<MemSeries>> {
+        let id = raw_series_id(raw).0;
+        let ix = self.index.read();
+        ix.find_by(id, |s| ix.same_raw(s, raw)).cloned()
+    }
+
+    /// The label set of a series of this head.
+    pub(crate) fn labels_of(&self, s: &MemSeries) -> Labels {
+        self.index.read().labels_of(s)
     }
 
     pub(crate) fn get_or_create(&self, labels: &Labels) -> Arc<MemSeries> {

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use ocelli_model::{MatchOp, Matcher, STALE_NAN, Sample};
+use ocelli_model::{MatchOp, Matcher, RawLabel, RawSeries, STALE_NAN, Sample};
 use ocelli_tsdb::SeriesSamples;
 use proptest::prelude::*;
 
@@ -20,7 +20,8 @@ const SERIES: &[&[(&str, &str)]] = &[
 
 #[derive(Debug, Clone)]
 enum Op {
-    Append(Vec<(usize, Vec<(i64, f64)>)>),
+    /// A batch, and whether to append it through `append_raw` (the zero-copy ingest path).
+    Append(Vec<(usize, Vec<(i64, f64)>)>, bool),
     Flush,
     Compact,
     Reopen,
@@ -42,7 +43,7 @@ fn op() -> impl Strategy<Value = Op> {
         1..5,
     );
     prop_oneof![
-        6 => batch.prop_map(Op::Append),
+        6 => (batch, any::<bool>()).prop_map(|(b, raw)| Op::Append(b, raw)),
         1 => Just(Op::Flush),
         1 => Just(Op::Compact),
         1 => Just(Op::Reopen),
@@ -73,7 +74,7 @@ proptest! {
         for op in ops {
             let d = db.as_ref().unwrap();
             match op {
-                Op::Append(b) => {
+                Op::Append(b, raw) => {
                     let batch: Vec<SeriesSamples> = b
                         .into_iter()
                         .map(|(i, s)| SeriesSamples {
@@ -81,7 +82,20 @@ proptest! {
                             samples: s.into_iter().map(|(t, v)| Sample::new(t, v)).collect(),
                         })
                         .collect();
-                    d.append(&batch).unwrap();
+                    if raw {
+                        let pairs: Vec<Vec<RawLabel<'_>>> = batch
+                            .iter()
+                            .map(|s| s.labels.iter().map(|l| (l.name.as_bytes(), l.value.as_bytes())).collect())
+                            .collect();
+                        let series: Vec<RawSeries<'_>> = batch
+                            .iter()
+                            .zip(&pairs)
+                            .map(|(s, p)| RawSeries { labels: p, samples: &s.samples })
+                            .collect();
+                        d.append_raw(&series).unwrap();
+                    } else {
+                        d.append(&batch).unwrap();
+                    }
                     apply(&mut model, &batch);
                 }
                 Op::Flush => d.flush().unwrap(),

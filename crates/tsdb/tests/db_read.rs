@@ -76,3 +76,33 @@ fn a_series_without_samples_is_not_created() {
     assert_eq!(db.label_values("__name__", &[], 0, 10, 0).unwrap(), ["full"]);
     assert_eq!(db.label_values("host", &[], 0, 10, 0).unwrap(), ["y"]);
 }
+
+#[test]
+fn raw_appends_validate_only_new_series_and_name_the_bad_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), test_opts());
+    let smp = [Sample::new(1, 1.0)];
+    let raw = |labels: &'static [(&'static [u8], &'static [u8])]| ocelli_model::RawSeries {
+        labels,
+        samples: &smp,
+    };
+    let good = raw(&[(b"__name__", b"up"), (b"job", b"a")]);
+    db.append_raw(&[good]).unwrap();
+    // the second series is new and invalid: nothing of the batch is stored
+    let other = raw(&[(b"__name__", b"up"), (b"job", b"b")]);
+    let bad = raw(&[(b"__name__", b"up"), (b"job", b"\xff")]);
+    let err = db.append_raw(&[other, bad]).unwrap_err();
+    assert!(matches!(err, Error::InvalidLabels { index: 1, .. }), "{err}");
+    assert_eq!(err.to_string(), r#"series 1: value of label "job" is not valid UTF-8"#);
+    let all = db.select(&[], i64::MIN, i64::MAX).unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].labels, labels(&[("__name__", "up"), ("job", "a")]));
+    // a known series found by its bytes gets the samples
+    db.append_raw(&[ocelli_model::RawSeries {
+        labels: good.labels,
+        samples: &[Sample::new(2, 2.0)],
+    }])
+    .unwrap();
+    let all = db.select(&[], i64::MIN, i64::MAX).unwrap();
+    assert_eq!(all[0].samples, [Sample::new(1, 1.0), Sample::new(2, 2.0)]);
+}

@@ -19,6 +19,8 @@ pub enum Error {
         #[source]
         source: prost::DecodeError,
     },
+    #[error("remote write body: {path}: {reason}")]
+    ProtobufField { path: String, reason: String },
     #[error("timeseries[{index}]: {source}")]
     InvalidSeries {
         index: usize,

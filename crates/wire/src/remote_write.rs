@@ -234,12 +234,211 @@ pub struct DecodedSeries {
 /// series.
 pub fn decode(body: &[u8], limits: &Limits) -> Result<Vec<DecodedSeries>> {
     let buf = decompress(body, limits)?;
-    let req = WriteRequest::decode(buf.as_slice()).map_err(|source| Error::Protobuf { source })?;
-    req.timeseries
-        .into_iter()
+    let req = decode_raw(&buf)?;
+    req.series()
         .enumerate()
-        .map(|(index, ts)| to_series(ts).map_err(|source| Error::InvalidSeries { index, source }))
+        .map(|(index, s)| {
+            let labels = Labels::from_raw(s.labels)
+                .map_err(|source| Error::InvalidSeries { index, source })?;
+            Ok(DecodedSeries { labels, samples: s.samples.to_vec() })
+        })
         .collect()
+}
+
+/// A decoded `WriteRequest` whose label strings still point into the protobuf: the zero-copy
+/// form the server ingests, so that a series the storage already has costs no allocation.
+///
+/// Each series' labels are sorted by name with empty values dropped; an empty-valued label's
+/// name has been checked, and a name repeated with an empty value rejected, since dropping
+/// them would hide both. Everything else about the labels (UTF-8, names, `__name__`) is left to
+/// [`Labels::from_raw`], which the caller runs on the series it does not already have. Samples
+/// are decoded fully.
+#[derive(Debug, Default)]
+pub struct RawRequest<'a> {
+    labels: Vec<model::RawLabel<'a>>,
+    samples: Vec<model::Sample>,
+    /// Per series: its labels' and its samples' ranges in the two vectors.
+    series: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)>,
+}
+
+impl RawRequest<'_> {
+    /// The series in request order.
+    pub fn series(&self) -> impl ExactSizeIterator<Item = model::RawSeries<'_>> {
+        self.series.iter().map(|(l, s)| model::RawSeries {
+            labels: &self.labels[l.clone()],
+            samples: &self.samples[s.clone()],
+        })
+    }
+
+    /// The number of samples in the request.
+    pub fn samples(&self) -> usize {
+        self.samples.len()
+    }
+}
+
+/// Decodes a decompressed `WriteRequest` without copying its strings; see [`RawRequest`].
+/// Malformed protobuf (and malformed metadata, which is decoded and dropped) is an error that
+/// names the field, e.g. `timeseries[2].samples[0]: ...`.
+pub fn decode_raw(proto: &[u8]) -> Result<RawRequest<'_>> {
+    let mut req = RawRequest::default();
+    let mut r = proto;
+    let (mut n_series, mut n_metadata) = (0, 0);
+    while !r.is_empty() {
+        let (tag, wt) = key(&mut r).map_err(|e| proto_err("WriteRequest".into(), e))?;
+        match tag {
+            1 => {
+                let at = || format!("timeseries[{n_series}]");
+                let msg = len_delimited(&mut r, wt).map_err(|e| proto_err(at(), e))?;
+                decode_series(msg, &mut req, n_series)?;
+                n_series += 1;
+            }
+            3 => {
+                let at = || format!("metadata[{n_metadata}]");
+                let msg = len_delimited(&mut r, wt).map_err(|e| proto_err(at(), e))?;
+                MetricMetadata::decode(msg).map_err(|e| proto_err(at(), prost_reason(&e)))?;
+                n_metadata += 1;
+            }
+            _ => skip(&mut r, tag, wt).map_err(|e| proto_err("WriteRequest".into(), e))?,
+        }
+    }
+    Ok(req)
+}
+
+fn proto_err(path: String, reason: String) -> Error {
+    Error::ProtobufField { path, reason }
+}
+
+/// prost's description of a decode error, without its "failed to decode" prefix.
+fn prost_reason(e: &prost::DecodeError) -> String {
+    let s = e.to_string();
+    s.strip_prefix("failed to decode Protobuf message: ").map(str::to_string).unwrap_or(s)
+}
+
+/// A field key: the field number and the wire type, with prost's checks.
+fn key(r: &mut &[u8]) -> Result<(u32, WireType), String> {
+    prost::encoding::decode_key(r).map_err(|e| prost_reason(&e))
+}
+
+/// The body of a length-delimited field of wire type `wt`.
+fn len_delimited<'a>(r: &mut &'a [u8], wt: WireType) -> Result<&'a [u8], String> {
+    if wt != WireType::LengthDelimited {
+        return Err(format!("wire type {wt:?}, expected LengthDelimited"));
+    }
+    let len = prost::encoding::decode_varint(r).map_err(|e| prost_reason(&e))?;
+    match usize::try_from(len).ok().filter(|&l| l <= r.len()) {
+        Some(l) => {
+            let (body, rest) = r.split_at(l);
+            *r = rest;
+            Ok(body)
+        }
+        None => Err(format!("length {len} runs past the end ({} bytes left)", r.len())),
+    }
+}
+
+fn skip(r: &mut &[u8], tag: u32, wt: WireType) -> Result<(), String> {
+    skip_field(wt, tag, r, DecodeContext::default()).map_err(|e| prost_reason(&e))
+}
+
+/// Decodes `timeseries[index]` into `req`.
+fn decode_series<'a>(mut r: &'a [u8], req: &mut RawRequest<'a>, index: usize) -> Result<()> {
+    let (l0, s0) = (req.labels.len(), req.samples.len());
+    let (mut n_labels, mut n_samples) = (0, 0);
+    while !r.is_empty() {
+        let (tag, wt) = key(&mut r).map_err(|e| proto_err(format!("timeseries[{index}]"), e))?;
+        match tag {
+            1 => {
+                let at =
+                    |f: &str, e| proto_err(format!("timeseries[{index}].labels[{n_labels}]{f}"), e);
+                let msg = len_delimited(&mut r, wt).map_err(|e| at("", e))?;
+                req.labels.push(decode_label(msg).map_err(|(f, e)| at(f, e))?);
+                n_labels += 1;
+            }
+            2 => {
+                let at = |f: &str, e| {
+                    proto_err(format!("timeseries[{index}].samples[{n_samples}]{f}"), e)
+                };
+                if wt == WireType::LengthDelimited
+                    && let Some((s, len)) = canonical_sample(r)
+                {
+                    req.samples.push(model::Sample::new(s.timestamp, s.value));
+                    r = &r[len..];
+                } else {
+                    let msg = len_delimited(&mut r, wt).map_err(|e| at("", e))?;
+                    let s = decode_sample(msg).map_err(|(f, e)| at(f, e))?;
+                    req.samples.push(model::Sample::new(s.timestamp, s.value));
+                }
+                n_samples += 1;
+            }
+            _ => skip(&mut r, tag, wt).map_err(|e| proto_err(format!("timeseries[{index}]"), e))?,
+        }
+    }
+    let labels = &mut req.labels[l0..];
+    if !labels.is_sorted_by(|a, b| a.0 <= b.0) {
+        labels.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    }
+    if labels.iter().any(|l| l.1.is_empty()) {
+        // dropping the label would hide a bad or repeated name: check those here
+        let bad = |source| Error::InvalidSeries { index, source };
+        for (i, &(name, value)) in labels.iter().enumerate() {
+            if i > 0 && labels[i - 1].0 == name {
+                let name = String::from_utf8_lossy(name).into_owned();
+                return Err(bad(model::Error::DuplicateLabel(name)));
+            }
+            if value.is_empty() && !std::str::from_utf8(name).is_ok_and(is_valid_label_name) {
+                let name = String::from_utf8_lossy(name).into_owned();
+                return Err(bad(model::Error::InvalidLabelName(name)));
+            }
+        }
+        let mut kept = l0;
+        for i in l0..req.labels.len() {
+            if !req.labels[i].1.is_empty() {
+                req.labels[kept] = req.labels[i];
+                kept += 1;
+            }
+        }
+        req.labels.truncate(kept);
+    }
+    req.series.push((l0..req.labels.len(), s0..req.samples.len()));
+    Ok(())
+}
+
+/// Decodes one `Label`; a repeated field takes the last value, as protobuf says.
+fn decode_label(mut r: &[u8]) -> Result<model::RawLabel<'_>, (&'static str, String)> {
+    let (mut name, mut value): (&[u8], &[u8]) = (b"", b"");
+    while !r.is_empty() {
+        let (tag, wt) = key(&mut r).map_err(|e| ("", e))?;
+        let (field, slot) = match tag {
+            1 => (".name", &mut name),
+            2 => (".value", &mut value),
+            _ => {
+                skip(&mut r, tag, wt).map_err(|e| ("", e))?;
+                continue;
+            }
+        };
+        // the value replaced is dropped unseen, but protobuf still requires it to be UTF-8
+        if std::str::from_utf8(slot).is_err() {
+            return Err((field, "invalid string value: data is not UTF-8 encoded".into()));
+        }
+        *slot = len_delimited(&mut r, wt).map_err(|e| (field, e))?;
+    }
+    Ok((name, value))
+}
+
+/// Decodes one `Sample` in any layout; repeated fields take the last value.
+fn decode_sample(mut r: &[u8]) -> Result<Sample, (&'static str, String)> {
+    let mut s = Sample::default();
+    while !r.is_empty() {
+        let (tag, wt) = key(&mut r).map_err(|e| ("", e))?;
+        let (field, res) = match tag {
+            1 => (".value", double::merge(wt, &mut s.value, &mut r, DecodeContext::default())),
+            2 => {
+                (".timestamp", int64::merge(wt, &mut s.timestamp, &mut r, DecodeContext::default()))
+            }
+            _ => ("", skip_field(wt, tag, &mut r, DecodeContext::default())),
+        };
+        res.map_err(|e| (field, prost_reason(&e)))?;
+    }
+    Ok(s)
 }
 
 /// Encodes series as a remote_write 1.0 body: a `WriteRequest` protobuf in one snappy block.
@@ -253,8 +452,9 @@ pub fn encode(series: &[DecodedSeries]) -> Result<Vec<u8>> {
         .map_err(|_| Error::EncodeTooLarge { len: buf.len() })
 }
 
-/// Checks the caps, then decompresses into a buffer of exactly the declared length.
-fn decompress(body: &[u8], limits: &Limits) -> Result<Vec<u8>> {
+/// Checks the caps, then decompresses into a buffer of exactly the declared length: the first
+/// stage of [`decode`], for callers that go on with [`decode_raw`].
+pub fn decompress(body: &[u8], limits: &Limits) -> Result<Vec<u8>> {
     let max = limits.max_decompressed_bytes;
     if body.len() > limits.max_body_bytes {
         return Err(Error::BodyTooLarge { len: body.len(), max: limits.max_body_bytes });
@@ -275,30 +475,6 @@ fn decompress(body: &[u8], limits: &Limits) -> Result<Vec<u8>> {
         .decompress(body, &mut buf)
         .map_err(|source| Error::Snappy { source })?;
     Ok(buf)
-}
-
-/// Validates one series and converts it, moving the strings and reusing the vectors.
-fn to_series(ts: TimeSeries) -> Result<DecodedSeries, model::Error> {
-    let TimeSeries { mut labels, samples } = ts;
-    labels.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-    for (i, l) in labels.iter().enumerate() {
-        if i > 0 && labels[i - 1].name == l.name {
-            return Err(model::Error::DuplicateLabel(l.name.clone()));
-        }
-        if !is_valid_label_name(&l.name) {
-            return Err(model::Error::InvalidLabelName(l.name.clone()));
-        }
-    }
-    let labels = Labels::from_sorted(
-        labels
-            .into_iter()
-            .filter(|l| !l.value.is_empty())
-            .map(|l| model::Label { name: l.name, value: l.value })
-            .collect(),
-    );
-    labels.validate()?;
-    let samples = samples.into_iter().map(|s| model::Sample::new(s.timestamp, s.value)).collect();
-    Ok(DecodedSeries { labels, samples })
 }
 
 fn to_proto(s: &DecodedSeries) -> TimeSeries {

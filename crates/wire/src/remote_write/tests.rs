@@ -217,22 +217,35 @@ fn protobuf_garbage() {
     check_err(
         &compress(&[0x0a, 0x05, 0x0a]),
         &l,
-        "remote write body: failed to decode Protobuf message: WriteRequest.timeseries: \
-         buffer underflow",
+        "remote write body: timeseries[0]: length 5 runs past the end (1 bytes left)",
     );
     // a label name that is not UTF-8
     check_err(
         &compress(&[0x0a, 0x05, 0x0a, 0x03, 0x0a, 0x01, 0xff]),
         &l,
-        "remote write body: failed to decode Protobuf message: Label.name: TimeSeries.labels: \
-         WriteRequest.timeseries: invalid string value: data is not UTF-8 encoded",
+        "timeseries[0]: invalid label name \"\u{fffd}\"",
+    );
+    // a label value that is not UTF-8
+    check_err(
+        &compress(&[
+            0x0a, 0x0f, 0x0a, 0x0d, 0x0a, 0x08, b'_', b'_', b'n', b'a', b'm', b'e', b'_', b'_',
+            0x12, 0x01, 0xff,
+        ]),
+        &l,
+        "timeseries[0]: value of label \"__name__\" is not valid UTF-8",
+    );
+    // an overwritten label name that is not UTF-8 is still an error, as protobuf says
+    check_err(
+        &compress(&[0x0a, 0x08, 0x0a, 0x06, 0x0a, 0x01, 0xff, 0x0a, 0x01, b'a']),
+        &l,
+        "remote write body: timeseries[0].labels[0].name: invalid string value: data is not \
+         UTF-8 encoded",
     );
     // a sample value with the varint wire type instead of fixed64
     check_err(
         &compress(&[0x0a, 0x04, 0x12, 0x02, 0x08, 0x01]),
         &l,
-        "remote write body: failed to decode Protobuf message: Sample.value: \
-         TimeSeries.samples: WriteRequest.timeseries: invalid wire type: Varint \
+        "remote write body: timeseries[0].samples[0].value: invalid wire type: Varint \
          (expected SixtyFourBit)",
     );
 }
@@ -311,6 +324,38 @@ fn check_same_as_prost(proto: &[u8]) {
     }
 }
 
+/// [`decode_raw`] plus validation accepts exactly what prost's derived decoder plus validation
+/// accepts, and decodes it to the same series.
+fn check_decode_same_as_prost(proto: &[u8]) {
+    let body = snap::raw::Encoder::new().compress_vec(proto).unwrap();
+    let ours = decode(&body, &Limits::default());
+    let theirs = reference::Request::decode(proto).ok().and_then(|r| {
+        r.timeseries
+            .into_iter()
+            .map(|ts| {
+                let mut pairs: Vec<(String, String)> =
+                    ts.labels.into_iter().map(|l| (l.name, l.value)).collect();
+                pairs.sort_by(|a, b| a.0.cmp(&b.0));
+                if pairs.windows(2).any(|w| w[0].0 == w[1].0)
+                    || pairs.iter().any(|p| !is_valid_label_name(&p.0))
+                {
+                    return None;
+                }
+                let labels = Labels::from_pairs(pairs).ok()?;
+                labels.validate().ok()?;
+                let samples =
+                    ts.samples.iter().map(|s| ModelSample::new(s.timestamp, s.value)).collect();
+                Some(DecodedSeries { labels, samples })
+            })
+            .collect::<Option<Vec<_>>>()
+    });
+    match (ours, theirs) {
+        (Ok(o), Some(t)) => assert_same(&o, &t),
+        (Err(_), None) => {}
+        (o, t) => panic!("ours {o:?}, prost's {t:?}, input {proto:02x?}"),
+    }
+}
+
 /// Samples laid out in ways the fast path does not take must still decode as prost would.
 #[test]
 fn non_canonical_samples_decode_as_prost_does() {
@@ -344,6 +389,7 @@ fn non_canonical_samples_decode_as_prost_does() {
     ];
     for c in &cases {
         check_same_as_prost(&one(c));
+        check_decode_same_as_prost(&one(c));
     }
     // a sample with a two-byte length prefix (an unknown 120-byte field makes it long)
     let mut sample = [&[0x09][..], &v].concat();
@@ -391,6 +437,7 @@ proptest! {
         // valid snappy around random bytes reaches the protobuf decoder
         let _ = decode(&snap::raw::Encoder::new().compress_vec(&b).unwrap(), &Limits::default());
         check_same_as_prost(&b);
+        check_decode_same_as_prost(&b);
     }
 
     /// Damaged protobuf: no panic, and the sample fast path agrees with prost.
@@ -406,6 +453,7 @@ proptest! {
             proto[i] ^= x;
         }
         check_same_as_prost(&proto);
+        check_decode_same_as_prost(&proto);
         let body = snap::raw::Encoder::new().compress_vec(&proto).unwrap();
         let _ = decode(&body, &Limits::default());
     }
