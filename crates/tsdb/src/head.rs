@@ -118,12 +118,36 @@ impl Symbols {
     }
 }
 
+/// Hashes a series id by taking it as it is: it is already an xxh3 hash, so hashing it again
+/// (SipHash, the default) only costs time on every lookup of the write path.
+type IdHash = std::hash::BuildHasherDefault<IdHasher>;
+
+#[derive(Debug, Default)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // only u64 keys are hashed with this; anything else still gets a deterministic mix
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 #[derive(Debug, Default)]
 struct HeadIndex {
     symbols: Symbols,
     /// series id -> the first series with that id; further ones (hash collisions, rare) are
     /// in `collisions`. Kept apart so the common case costs no allocation per series.
-    by_id: HashMap<u64, u32>,
+    by_id: HashMap<u64, u32, IdHash>,
     collisions: HashMap<u64, Vec<u32>>,
     series: Vec<Arc<MemSeries>>,
     /// name symbol -> value symbol -> series numbers
