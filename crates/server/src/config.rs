@@ -29,6 +29,8 @@ pub struct Config {
     /// Jobs that pull metrics from targets (`[[scrape_configs]]`, Prometheus' fields).
     #[serde(deserialize_with = "crate::scrape::deserialize_jobs")]
     pub scrape_configs: Vec<crate::scrape::ScrapeConfig>,
+    /// The agent registry (`[registry]`); see `crate::registry::config`.
+    pub registry: crate::registry::RegistryConfig,
     /// The file this config was read from, if any: reloading reads it again.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -46,6 +48,7 @@ impl Default for Config {
             query: QueryConfig::default(),
             scrape: crate::scrape::GlobalConfig::default(),
             scrape_configs: Vec::new(),
+            registry: crate::registry::RegistryConfig::default(),
             source: None,
         }
     }
@@ -160,6 +163,7 @@ impl Config {
         c.query_options().map_err(|detail| Error::Config { path: origin.into(), detail })?;
         crate::scrape::jobs_of(&c)
             .map_err(|detail| Error::Config { path: origin.into(), detail })?;
+        c.registry.settings().map_err(|detail| Error::Config { path: origin.into(), detail })?;
         Ok(c)
     }
 
@@ -245,6 +249,7 @@ mod tests {
         assert_eq!(c.query.timeout, d.query.timeout);
         assert_eq!(c.query.max_samples, d.query.max_samples);
         assert_eq!(c.query.default_subquery_step, d.query.default_subquery_step);
+        assert_eq!(c.registry, d.registry);
     }
 
     #[test]

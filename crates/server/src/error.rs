@@ -1,5 +1,5 @@
 //! The server's error type and its one mapping to an HTTP status plus a Prometheus-style
-//! `errorType` (`bad_data`, `execution`, `unavailable`, `internal`).
+//! `errorType` (`bad_data`, `not_found`, `execution`, `timeout`, `unavailable`, `internal`).
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -29,6 +29,18 @@ pub enum Error {
     /// A PromQL query that failed; carries its own error type.
     #[error("{0}")]
     Query(ocelli_promql::Error),
+    /// The thing the request names does not exist (an unknown agent).
+    #[error("{0}")]
+    NotFound(String),
+    /// A peer the server called for the request failed (an agent unreachable on demand).
+    #[error("{0}")]
+    BadGateway(String),
+    /// A peer the server called for the request did not answer in time.
+    #[error("{0}")]
+    GatewayTimeout(String),
+    /// A part of the server is closed or not started (the registry while shutting down).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -47,9 +59,12 @@ impl Error {
             Error::Storage(S::LimitExceeded { .. }) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "execution")
             }
-            Error::Storage(S::Closed | S::WalPoisoned(_)) => {
+            Error::Storage(S::Closed | S::WalPoisoned(_)) | Error::Unavailable(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
             }
+            Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Error::BadGateway(_) => (StatusCode::BAD_GATEWAY, "unavailable"),
+            Error::GatewayTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
             Error::Query(e) => match e.error_type() {
                 "bad_data" => (StatusCode::BAD_REQUEST, "bad_data"),
                 "execution" => (StatusCode::UNPROCESSABLE_ENTITY, "execution"),

@@ -10,6 +10,7 @@
 //! metrics are in [`push`], the Pushgateway-compatible API in [`pushgateway`].
 //! The scrape manager ([`crate::scrape`]) adds `GET /api/v1/targets` and `POST /-/reload`.
 //! The query API is [`crate::query`]; `GET /metrics` (the server's own health) is [`crate::metrics`].
+//! The agent registry's endpoints (`/api/v1/agents...`) are [`crate::registry::api`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,6 +39,7 @@ pub(crate) struct AppState {
     pub metadata: Arc<crate::query::MetadataStore>,
     pub requests: Arc<crate::metrics::RequestMetrics>,
     pub scrape: crate::scrape::Scraper,
+    pub registry: crate::registry::Registry,
 }
 
 impl axum::extract::FromRef<AppState> for crate::scrape::Scraper {
@@ -87,7 +89,9 @@ impl Server {
         let db = Arc::new(db);
         let metadata: Arc<crate::query::MetadataStore> = Arc::default();
         let scrape = crate::scrape::Scraper::new(db.clone(), metadata.clone(), &config)?;
+        let registry = crate::registry::Registry::open(&config, scrape.clone()).await?;
         let state = AppState {
+            registry: registry.clone(),
             scrape: scrape.clone(),
             db: db.clone(),
             limits: ocelli_wire::remote_write::Limits {
@@ -111,13 +115,16 @@ impl Server {
         let (shutdown, mut rx) = tokio::sync::watch::channel(false);
         let scraper = scrape.clone();
         scraper.begin().await;
+        registry.begin(db.clone()).await;
         let task = tokio::spawn(async move {
             let served = axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
                     let _ = rx.wait_for(|s| *s).await;
                 })
                 .await;
-            // scrape loops write their end-of-run stale markers, then let go of storage
+            // the registry saves last contacts and closes its file; scrape loops write their
+            // end-of-run stale markers, then let go of storage
+            registry.shutdown().await;
             scraper.shutdown().await;
             served.map_err(|e| Error::Internal(e.to_string()))?;
             // last reference: closing syncs the WAL
@@ -187,6 +194,7 @@ fn router(state: AppState) -> Router {
         .route("/v1/metrics", post(push::otlp_metrics))
         .route("/metrics/job/{*rest}", pushgateway::routes(false))
         .route("/metrics/job@base64/{*rest}", pushgateway::routes(true))
+        .merge(crate::registry::api::routes())
         // each handler reads its body through `read_body`, which enforces the limit with a
         // precise message
         .layer(DefaultBodyLimit::disable())

@@ -8,12 +8,14 @@
 //! This crate owns the mapping from errors to HTTP statuses ([`error`]).
 //!
 //! Server-pull scraping of Prometheus targets is [`scrape`].
+//! The agent registry (agents, their mode, health and on-demand calls) is [`registry`].
 
 pub mod config;
 pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod query;
+pub mod registry;
 pub mod scrape;
 
 pub use config::Config;

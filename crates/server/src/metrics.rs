@@ -1,7 +1,8 @@
 //! The server's own health as Prometheus exposition text on `GET /metrics`: HTTP requests by
 //! handler and status code (so rejected requests show by reason: 400 malformed, 413 too large,
 //! 422 failed evaluation, 503 unavailable), request durations, samples appended, active series,
-//! and the storage engine's WAL, head write-out and compaction counters and timings.
+//! and the storage engine's WAL, head write-out and compaction counters and timings, and the
+//! agent registry's agents by mode and health.
 //!
 //! Written by hand: a few counters need no metrics library, and the text format is ours to
 //! emit exactly.
@@ -149,5 +150,6 @@ pub(crate) async fn metrics(State(st): State<AppState>) -> Result<Response> {
             format_value(*secs)
         );
     }
+    crate::registry::api::write_metrics(&st.registry, &mut out);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response())
 }

@@ -11,6 +11,13 @@
 //! the discovery files change (polled every second, fully re-read every `refresh_interval`).
 //! [`Scraper::shutdown`] stops every loop with stale markers before the server closes storage.
 //!
+//! Besides the config's jobs, targets can be set one by one at run time
+//! ([`Scraper::set_dynamic`], [`Scraper::remove_dynamic`]): the agent registry
+//! ([`crate::registry`]) lists its pull-mode agents this way. Such a target brings its own
+//! [`Health`] cell, so its owner sees every scrape's outcome, and it outlives reloads of the
+//! config file. Setting or removing one diffs the running loops as a reload does, without
+//! re-reading the config or the discovery files, so every other loop runs on untouched.
+//!
 //! Submodules: [`config`] (the config types and their validation), [`relabel`], [`target`]
 //! (labels and URL of a target), [`file_sd`], [`scrape_loop`] (one target's loop) and [`api`]
 //! (`/api/v1/targets`, `/-/reload`). Deliberately absent: https, authentication, proxies,
@@ -38,8 +45,10 @@ pub use config::{GlobalConfig, ScrapeConfig, deserialize_jobs};
 use crate::{Config, Error, Result};
 use config::Job;
 use file_sd::FileSdState;
-use scrape_loop::{Health, LoopState, Stop};
-use target::{Outcome, TargetSpec};
+use scrape_loop::LoopState;
+pub use scrape_loop::{Health, Stop};
+use target::Outcome;
+pub use target::TargetSpec;
 
 /// Compiles the scrape part of `config`; relative file_sd paths are resolved against the
 /// folder of the file the config came from.
@@ -79,6 +88,18 @@ struct Wanted {
     key: Key,
     spec: TargetSpec,
     discovered: Labels,
+    /// The health cell a dynamic target brings; config targets get a new one.
+    health: Option<Arc<Mutex<Health>>>,
+}
+
+/// A target set at run time rather than by the config ([`Scraper::set_dynamic`]).
+#[derive(Debug)]
+pub struct DynamicTarget {
+    pub spec: TargetSpec,
+    /// What the targets API shows as its discovered labels.
+    pub discovered: Labels,
+    /// Updated by the target's scrape loop after every scrape.
+    pub health: Arc<Mutex<Health>>,
 }
 
 struct Manager {
@@ -94,6 +115,8 @@ struct Manager {
     refresher: Option<JoinHandle<()>>,
     /// The jobs to start with, until [`Scraper::begin`].
     pending: Option<Vec<Job>>,
+    /// Targets set at run time, by their owner's id.
+    dynamic: BTreeMap<String, DynamicTarget>,
 }
 
 /// Handle to the scrape manager; clones share it.
@@ -130,6 +153,7 @@ impl Scraper {
             dropped: Vec::new(),
             refresher: None,
             pending: Some(jobs),
+            dynamic: BTreeMap::new(),
         };
         Ok(Scraper {
             inner: Arc::new(tokio::sync::Mutex::new(manager)),
@@ -181,6 +205,34 @@ impl Scraper {
             "scrape configuration reloaded"
         );
         Ok(())
+    }
+
+    /// Sets (adds or replaces) the run-time target `id`. A changed scrape setting restarts its
+    /// loop without a gap; a changed URL or label set is a new target, and the old one stops
+    /// with stale markers. Before [`Scraper::begin`] it is only remembered. Pass the same
+    /// health cell again for the same target: a loop that goes on untouched keeps its own.
+    pub async fn set_dynamic(&self, id: &str, target: DynamicTarget) {
+        let mut m = self.inner.lock().await;
+        if m.db.is_none() {
+            return;
+        }
+        m.dynamic.insert(id.to_string(), target);
+        if m.pending.is_none() {
+            m.sync().await;
+        }
+    }
+
+    /// Removes the run-time target `id`, stopping its loop the way `how` says (`Stop::Stale`,
+    /// or `Stop::KeepSeries` when its series go on arriving another way).
+    pub async fn remove_dynamic(&self, id: &str, how: Stop) {
+        let mut m = self.inner.lock().await;
+        let Some(gone) = m.dynamic.remove(id) else { return };
+        let key = Key { job: gone.spec.job, url: gone.spec.url, labels: gone.spec.labels };
+        if let Some(r) = m.running.remove(&key) {
+            stop_all(std::iter::once(r), how).await;
+        }
+        // a config job may want the same target
+        m.sync().await;
     }
 
     /// Stops every loop, writing end-of-run stale markers, and lets go of storage.
@@ -272,7 +324,7 @@ impl Manager {
                             };
                             // the same target twice is scraped once
                             if seen.insert(key.clone()) {
-                                wanted.push(Wanted { key, spec, discovered });
+                                wanted.push(Wanted { key, spec, discovered, health: None });
                             }
                         }
                         Ok(Outcome::Dropped { discovered }) => {
@@ -284,6 +336,14 @@ impl Manager {
                         }
                     }
                 }
+            }
+        }
+        for d in self.dynamic.values() {
+            let s = &d.spec;
+            let key = Key { job: s.job.clone(), url: s.url.clone(), labels: s.labels.clone() };
+            if seen.insert(key.clone()) {
+                let (spec, discovered) = (s.clone(), d.discovered.clone());
+                wanted.push(Wanted { key, spec, discovered, health: Some(d.health.clone()) });
             }
         }
         (wanted, dropped)
@@ -311,16 +371,14 @@ impl Manager {
         let gone = std::mem::take(&mut self.running);
         stop_all(gone.into_values(), Stop::Stale).await;
         for (w, r) in restart {
-            let health = r.health.clone();
+            let health = w.health.clone().unwrap_or_else(|| r.health.clone());
             let state =
                 stop_all(std::iter::once(r), Stop::Handover).await.pop().unwrap_or_default();
             next.insert(w.key.clone(), launch(&db, &metadata, w, health, state));
         }
         for w in start {
-            next.insert(
-                w.key.clone(),
-                launch(&db, &metadata, w, Arc::default(), LoopState::default()),
-            );
+            let health = w.health.clone().unwrap_or_default();
+            next.insert(w.key.clone(), launch(&db, &metadata, w, health, LoopState::default()));
         }
         self.running = next;
     }
@@ -380,6 +438,15 @@ mod tests {
         s.inner.lock().await.running.values().map(|r| r.spec.clone()).collect()
     }
 
+    /// A scraper over a fresh storage engine, configured by `text`.
+    fn scraper(text: &str) -> (tempfile::TempDir, Arc<Db>, Scraper) {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = ocelli_tsdb::Options { background: false, ..Default::default() };
+        let db = Arc::new(Db::open(dir.path(), opts).unwrap().0);
+        let s = Scraper::new(db.clone(), Arc::default(), &config(text)).unwrap();
+        (dir, db, s)
+    }
+
     async fn apply(s: &Scraper, text: &str) {
         let jobs = jobs_of(&config(text)).unwrap();
         s.inner.lock().await.apply(jobs).await;
@@ -387,11 +454,7 @@ mod tests {
 
     #[tokio::test]
     async fn reload_restarts_only_changed_targets_and_never_scraped_ones_leave_no_trace() {
-        let dir = tempfile::tempdir().unwrap();
-        let opts = ocelli_tsdb::Options { background: false, ..Default::default() };
-        let db = Arc::new(Db::open(dir.path(), opts).unwrap().0);
-        let s =
-            Scraper::new(db.clone(), Arc::default(), &config(&job("\"127.0.0.1:1\"", ""))).unwrap();
+        let (_dir, db, s) = scraper(&job("\"127.0.0.1:1\"", ""));
         assert!(specs(&s).await.is_empty(), "nothing runs before begin");
         s.begin().await;
         let first = specs(&s).await;
@@ -434,5 +497,62 @@ mod tests {
             )
             .unwrap();
         assert!(all.is_empty(), "{all:?}");
+    }
+
+    fn dynamic(address: &str, interval_s: u64, health: &Arc<Mutex<Health>>) -> DynamicTarget {
+        let spec = TargetSpec {
+            job: "dyn".into(),
+            labels: Labels::from_pairs([("instance", address), ("job", "dyn")]).unwrap(),
+            address: address.into(),
+            path_and_query: "/metrics".into(),
+            url: format!("http://{address}/metrics"),
+            interval: std::time::Duration::from_secs(interval_s),
+            timeout: std::time::Duration::from_secs(1),
+            honor_labels: false,
+            honor_timestamps: true,
+            sample_limit: 0,
+            body_limit: 1000,
+            metric_relabel: Arc::default(),
+            metric_relabel_configs: Vec::new(),
+        };
+        DynamicTarget { spec, discovered: Labels::default(), health: health.clone() }
+    }
+
+    async fn loop_health(s: &Scraper, job: &str) -> Vec<Arc<Mutex<Health>>> {
+        let m = s.inner.lock().await;
+        m.running.values().filter(|r| r.spec.job == job).map(|r| r.health.clone()).collect()
+    }
+
+    #[tokio::test]
+    async fn dynamic_targets_outlive_reloads_and_keep_their_health_cell() {
+        let (_dir, _db, s) = scraper(&job("\"127.0.0.1:1\"", ""));
+        let cell: Arc<Mutex<Health>> = Arc::default();
+        s.set_dynamic("a", dynamic("127.0.0.1:2", 3600, &cell)).await;
+        assert!(specs(&s).await.is_empty(), "nothing runs before begin");
+        s.begin().await;
+        assert_eq!(specs(&s).await.len(), 2);
+        let h = loop_health(&s, "dyn").await;
+        assert!(h.len() == 1 && Arc::ptr_eq(&h[0], &cell), "the loop writes the owner's cell");
+
+        // a reload that drops every configured job leaves the dynamic target running
+        apply(&s, "").await;
+        let left = specs(&s).await;
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].job, "dyn");
+        // a new interval restarts it with the same cell; a new address replaces it
+        s.set_dynamic("a", dynamic("127.0.0.1:2", 1800, &cell)).await;
+        let now = specs(&s).await;
+        assert!(now.len() == 1 && !Arc::ptr_eq(&now[0], &left[0]));
+        assert_eq!(now[0].interval, std::time::Duration::from_secs(1800));
+        assert!(Arc::ptr_eq(&loop_health(&s, "dyn").await[0], &cell));
+        s.set_dynamic("a", dynamic("127.0.0.1:3", 1800, &cell)).await;
+        assert_eq!(specs(&s).await[0].address, "127.0.0.1:3");
+        assert_eq!(specs(&s).await.len(), 1);
+
+        s.remove_dynamic("a", Stop::KeepSeries).await;
+        assert!(specs(&s).await.is_empty());
+        // removing what is not there does nothing
+        s.remove_dynamic("a", Stop::Stale).await;
+        s.shutdown().await;
     }
 }

@@ -20,7 +20,9 @@
 //! series exposed with its own timestamp is never marked. When the loop is stopped for good
 //! (target gone, server shutting down) it marks its last series and its synthetic series stale;
 //! when it is stopped to be restarted with new settings it hands its state to its successor
-//! instead, so a reload leaves no gap.
+//! instead, so a reload leaves no gap. A target whose series go on arriving another way (an
+//! agent moved from pull to push) is stopped with [`Stop::KeepSeries`]: only its synthetic
+//! series are marked, so the pushed samples continue the scraped series without a gap.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -48,6 +50,9 @@ pub enum Stop {
     Stale,
     /// To be replaced by a loop with new settings: hand the state over, mark nothing.
     Handover,
+    /// For good, but the scraped series continue from another source: mark only the synthetic
+    /// series (`up`, `scrape_*`) stale.
+    KeepSeries,
 }
 
 /// What a loop remembers between scrapes, and hands to its successor.
@@ -68,6 +73,10 @@ pub struct Health {
     pub last_duration: Duration,
     /// Empty when the last scrape succeeded.
     pub last_error: String,
+    /// When the last successful scrape started; None if none has succeeded.
+    pub last_success: Option<SystemTime>,
+    /// Failed scrapes since the last successful one.
+    pub consecutive_failures: u32,
 }
 
 /// The outcome of one scrape, before storing.
@@ -148,7 +157,15 @@ pub async fn run(
             tracing::debug!(target_url = %t.url, error = %error, "scrape failed");
         }
         let mut h = health.lock().unwrap_or_else(|e| e.into_inner());
-        *h = Health { last_scrape: Some(started), last_duration: elapsed, last_error: error };
+        if error.is_empty() {
+            h.last_success = Some(started);
+            h.consecutive_failures = 0;
+        } else {
+            h.consecutive_failures = h.consecutive_failures.saturating_add(1);
+        }
+        h.last_scrape = Some(started);
+        h.last_duration = elapsed;
+        h.last_error = error;
         drop(h);
         next += t.interval;
         let now = tokio::time::Instant::now();
@@ -167,18 +184,17 @@ fn first_wait(t: &TargetSpec, now: SystemTime) -> Duration {
     Duration::from_nanos(wait as u64)
 }
 
-/// Marks the last series and the synthetic ones stale (on `Stop::Stale`) and returns the state.
+/// Marks the last series (on `Stop::Stale`) and the synthetic ones (on `Stop::Stale` and
+/// `Stop::KeepSeries`) stale and returns the state.
 async fn finish(t: &Arc<TargetSpec>, db: &Arc<Db>, how: Stop, state: LoopState) -> LoopState {
     if how == Stop::Handover || !state.scraped {
         return state;
     }
     let ts = unix_ms(SystemTime::now());
     let stale = Sample::new(ts, STALE_NAN);
-    let mut batch: Vec<SeriesSamples> = state
-        .prev
-        .into_iter()
-        .map(|labels| SeriesSamples { labels, samples: vec![stale] })
-        .collect();
+    let scraped = if how == Stop::Stale { state.prev } else { HashSet::new() };
+    let mut batch: Vec<SeriesSamples> =
+        scraped.into_iter().map(|labels| SeriesSamples { labels, samples: vec![stale] }).collect();
     for name in SYNTHETIC {
         batch.push(SeriesSamples { labels: synthetic_labels(t, name), samples: vec![stale] });
     }
@@ -327,6 +343,21 @@ fn samples(t: &TargetSpec, body: &[u8], ts: i64) -> Result<Scraped, String> {
     Ok((out, scraped, parsed.metadata))
 }
 
+/// Opens an HTTP/1.1 connection to `address` (also used by the registry's on-demand calls).
+pub(crate) async fn connect(address: &str) -> Result<SendRequest<Empty<Bytes>>, String> {
+    let stream = tokio::net::TcpStream::connect(address)
+        .await
+        .map_err(|e| format!("cannot connect to {address}: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("HTTP handshake with {address}: {e}"))?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
 /// A kept-alive HTTP/1.1 connection to the target.
 #[derive(Default)]
 struct Conn {
@@ -334,20 +365,6 @@ struct Conn {
 }
 
 impl Conn {
-    async fn connect(address: &str) -> Result<SendRequest<Empty<Bytes>>, String> {
-        let stream = tokio::net::TcpStream::connect(address)
-            .await
-            .map_err(|e| format!("cannot connect to {address}: {e}"))?;
-        let _ = stream.set_nodelay(true);
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("HTTP handshake with {address}: {e}"))?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        Ok(sender)
-    }
-
     /// GETs the target's metrics; the body, gunzipped, capped at the target's limit.
     async fn fetch(&mut self, t: &TargetSpec) -> Result<Bytes, String> {
         let reusable = match self.sender.take() {
@@ -356,7 +373,7 @@ impl Conn {
         };
         let mut sender = match reusable {
             Some(s) => s,
-            None => Self::connect(&t.address).await?,
+            None => connect(&t.address).await?,
         };
         let req = hyper::Request::get(&t.path_and_query)
             .header(hyper::header::HOST, &t.address)

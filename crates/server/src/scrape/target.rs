@@ -27,7 +27,7 @@ const SCRAPE_TIMEOUT: &str = "__scrape_timeout__";
 const PARAM_PREFIX: &str = "__param_";
 
 /// Everything a scrape loop needs about its target.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct TargetSpec {
     pub job: String,
     /// The labels every stored series of this target carries (no `__` labels).
