@@ -516,50 +516,55 @@ fn delete_block_dir(p: &Path) -> Result<()> {
     fs::remove_dir_all(&del).io_ctx("remove", &del)
 }
 
-/// Merges per-source selections (given oldest source first) into one sorted answer.
+/// Merges what each source (block or head) selected into one list sorted by label set. A
+/// series found in several sources gets their samples in source order, then sorted by time
+/// with the last copy of a timestamp kept, which is the read priority of the module doc.
+///
+/// Sources come sorted (blocks store series in label order) or are sorted here (the head keeps
+/// creation order); merging sorted lists two at a time is linear, and a query that one source
+/// answers alone (the common case once data is in blocks) passes through untouched.
 struct Merger {
-    map: BTreeMap<Labels, (Vec<Sample>, bool)>,
+    parts: Vec<Vec<(Labels, Vec<Sample>)>>,
     samples: usize,
     limits: Limits,
 }
 
 impl Merger {
-    fn add(&mut self, part: Vec<(Labels, Vec<Sample>)>) -> Result<()> {
-        for (l, s) in part {
-            self.samples += s.len();
-            // copies of one sample from several sources (a head being cut, overlapping blocks)
-            // count here; the exact limit is applied after merging, this only bounds memory
-            if self.samples > self.limits.max_samples.saturating_mul(2) {
-                return Err(Error::LimitExceeded {
-                    what: "samples",
-                    limit: self.limits.max_samples,
-                });
-            }
-            match self.map.get_mut(&l) {
-                Some((v, dirty)) => {
-                    v.extend(s);
-                    *dirty = true;
-                }
-                None => {
-                    self.map.insert(l, (s, false));
-                    if self.map.len() > self.limits.max_series {
-                        return Err(Error::LimitExceeded {
-                            what: "series",
-                            limit: self.limits.max_series,
-                        });
-                    }
-                }
-            }
+    fn add(&mut self, mut part: Vec<(Labels, Vec<Sample>)>) -> Result<()> {
+        if part.is_empty() {
+            return Ok(());
         }
+        self.samples += part.iter().map(|(_, s)| s.len()).sum::<usize>();
+        // copies of one sample from several sources (a head being cut, overlapping blocks)
+        // count here; the exact limit is applied after merging, this only bounds memory
+        if self.samples > self.limits.max_samples.saturating_mul(2) {
+            return Err(Error::LimitExceeded { what: "samples", limit: self.limits.max_samples });
+        }
+        if part.len() > self.limits.max_series {
+            return Err(Error::LimitExceeded { what: "series", limit: self.limits.max_series });
+        }
+        if !part.is_sorted_by(|a, b| a.0 <= b.0) {
+            part.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        }
+        self.parts.push(part);
         Ok(())
     }
 
     fn finish(self) -> Result<Vec<SeriesSamples>> {
+        let mut parts = self.parts.into_iter();
+        let first = parts.next().unwrap_or_default();
+        let mut merged: Vec<(Labels, Vec<Sample>, bool)> =
+            first.into_iter().map(|(l, s)| (l, s, false)).collect();
+        for part in parts {
+            merged = merge_two(merged, part);
+            if merged.len() > self.limits.max_series {
+                return Err(Error::LimitExceeded { what: "series", limit: self.limits.max_series });
+            }
+        }
         let max = self.limits.max_samples;
-        let out: Vec<SeriesSamples> = self
-            .map
+        let out: Vec<SeriesSamples> = merged
             .into_iter()
-            .map(|(labels, (mut samples, dirty))| {
+            .map(|(labels, mut samples, dirty)| {
                 if dirty {
                     samples.sort_by_key(|s| s.t);
                     dedup_last(&mut samples);
@@ -571,6 +576,34 @@ impl Merger {
             return Err(Error::LimitExceeded { what: "samples", limit: max });
         }
         Ok(out)
+    }
+}
+
+/// Merges two lists sorted by label set; a series in both gets `a`'s samples then `b`'s and is
+/// marked for sorting.
+fn merge_two(
+    a: Vec<(Labels, Vec<Sample>, bool)>,
+    b: Vec<(Labels, Vec<Sample>)>,
+) -> Vec<(Labels, Vec<Sample>, bool)> {
+    let mut out = Vec::with_capacity(a.len().max(b.len()));
+    let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
+    loop {
+        let ord = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) => x.0.cmp(&y.0),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => return out,
+        };
+        match ord {
+            std::cmp::Ordering::Less => out.extend(a.next()),
+            std::cmp::Ordering::Greater => out.extend(b.next().map(|(l, s)| (l, s, false))),
+            std::cmp::Ordering::Equal => {
+                if let (Some((l, mut s, _)), Some((_, t))) = (a.next(), b.next()) {
+                    s.extend(t);
+                    out.push((l, s, true));
+                }
+            }
+        }
     }
 }
 
@@ -691,7 +724,7 @@ impl Inner {
             return Err(Error::InvalidTimeRange { mint, maxt });
         }
         let (blocks, frozen, head) = self.sources(mint, maxt);
-        let mut m = Merger { map: BTreeMap::new(), samples: 0, limits };
+        let mut m = Merger { parts: Vec::new(), samples: 0, limits };
         for b in &blocks {
             m.add(b.select(matchers, mint, maxt)?)?;
         }
