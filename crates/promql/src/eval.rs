@@ -12,7 +12,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use ocelli_model::{Labels, METRIC_NAME, MatchOp, Matcher, Sample, is_stale_nan};
 use promql_parser::parser::{self, AtModifier, Expr, Offset, VectorSelector};
 
-use crate::value::{MSeries, QueryValue, Range, Steps, VSeries, Val};
+use crate::value::{MSeries, QueryValue, Range, RangeSeries, Steps, VSeries, Val};
 use crate::{Error, Options, Result, Storage};
 
 /// Evaluation state of one query.
@@ -44,15 +44,15 @@ pub(crate) fn instant(
         Val::Matrix(r) => {
             let end = r.ref_time(t);
             let start = end - r.range;
-            let mut out: Vec<(Labels, Vec<Sample>)> = r
-                .series
-                .into_iter()
-                .map(|s| {
-                    let w = s.samples.into_iter().filter(|x| x.t >= start && x.t <= end).collect();
-                    (s.labels, w)
-                })
-                .filter(|(_, w): &(Labels, Vec<Sample>)| !w.is_empty())
-                .collect();
+            let mut out: Vec<(Labels, Vec<Sample>)> = Vec::new();
+            ctx.for_each_range_series(r.series, |s| {
+                let w: Vec<Sample> =
+                    s.samples.into_iter().filter(|x| x.t >= start && x.t <= end).collect();
+                if !w.is_empty() {
+                    out.push((s.labels, w));
+                }
+                Ok(())
+            })?;
             out.sort_by(|a, b| a.0.cmp(&b.0));
             QueryValue::Matrix(out)
         }
@@ -212,6 +212,64 @@ impl<'a> Ctx<'a> {
         Ok(out)
     }
 
+    /// Hands `f` each series of a range vector in label order: a computed one's, or a
+    /// selector's as storage reads them (stale markers dropped), so that only one series'
+    /// samples are held at a time.
+    pub(crate) fn for_each_range_series(
+        &self,
+        series: RangeSeries,
+        mut f: impl FnMut(MSeries) -> Result<()>,
+    ) -> Result<()> {
+        match series {
+            RangeSeries::Loaded(v) => v.into_iter().try_for_each(f),
+            RangeSeries::Selector { vs, mint, maxt } => {
+                self.for_each_selected(&vs, mint, maxt, |mut s| {
+                    s.samples.retain(|x| !is_stale_nan(x.v));
+                    f(s)
+                })
+            }
+        }
+    }
+
+    /// Hands `f` each series of a selector in `[mint, maxt]`, in label order, as storage
+    /// reads them; [`Ctx::load`] without holding them all.
+    fn for_each_selected(
+        &self,
+        vs: &VectorSelector,
+        mint: i64,
+        maxt: i64,
+        mut f: impl FnMut(MSeries) -> Result<()>,
+    ) -> Result<()> {
+        let branches = selector_matchers(vs)?;
+        if branches.len() > 1 {
+            // `or` branches may select a series twice; `load` takes the union
+            return self.load(vs, mint, maxt)?.into_iter().try_for_each(f);
+        }
+        self.check_deadline("query preparation")?;
+        let mut failed: Option<Error> = None;
+        let mut n = 0usize;
+        self.storage
+            .select_each(&branches[0], mint, maxt, &mut |labels, samples| {
+                let r = (|| {
+                    if n % 1024 == 0 {
+                        self.check_deadline("query evaluation")?;
+                    }
+                    n += 1;
+                    self.account(samples.len())?;
+                    f(MSeries { labels, samples })
+                })();
+                match r {
+                    Ok(()) => true,
+                    Err(e) => {
+                        failed = Some(e);
+                        false
+                    }
+                }
+            })
+            .map_err(Error::Storage)?;
+        failed.map_or(Ok(()), Err)
+    }
+
     pub fn eval(&self, expr: &Expr, steps: Steps) -> Result<Val> {
         self.check_deadline("query evaluation")?;
         match expr {
@@ -243,10 +301,12 @@ impl<'a> Ctx<'a> {
                 let at = self.at_ms(&m.vs.at);
                 let range = ms(m.range);
                 let (lo, hi) = self.ref_bounds(steps, at, offset);
-                let mut series = self.load(&m.vs, lo - range, hi)?;
-                for s in &mut series {
-                    s.samples.retain(|x| !is_stale_nan(x.v));
-                }
+                // read when a range function consumes it, one series at a time
+                let series = RangeSeries::Selector {
+                    vs: Box::new(m.vs.clone()),
+                    mint: lo - range,
+                    maxt: hi,
+                };
                 Ok(Val::Matrix(Range { series, range, offset, at }))
             }
             Expr::Subquery(sq) => self.eval_subquery(sq, steps),
@@ -264,10 +324,9 @@ impl<'a> Ctx<'a> {
         let at = self.at_ms(&vs.at);
         let lookback = ms(self.opts.lookback_delta);
         let (lo, hi) = self.ref_bounds(steps, at, offset);
-        let series = self.load(vs, lo - lookback, hi)?;
-        self.account(series.len() * steps.n)?;
-        let mut out = Vec::with_capacity(series.len());
-        for s in series {
+        let mut out = Vec::new();
+        self.for_each_selected(vs, lo - lookback, hi, |s| {
+            self.account(steps.n)?;
             let mut vals = vec![None; steps.n];
             let mut ts = vec![0i64; steps.n];
             let mut j = 0usize;
@@ -290,7 +349,8 @@ impl<'a> Ctx<'a> {
                 v.ts = Some(ts);
                 out.push(v);
             }
-        }
+            Ok(())
+        })?;
         Ok(Val::Vector(out))
     }
 
@@ -308,7 +368,12 @@ impl<'a> Ctx<'a> {
             start += step;
         }
         if start > hi {
-            return Ok(Val::Matrix(Range { series: Vec::new(), range, offset, at }));
+            return Ok(Val::Matrix(Range {
+                series: RangeSeries::Loaded(Vec::new()),
+                range,
+                offset,
+                at,
+            }));
         }
         let inner = Steps { start, step, n: ((hi - start) / step) as usize + 1 };
         let series = match self.eval(&sq.expr, inner)? {
@@ -331,7 +396,7 @@ impl<'a> Ctx<'a> {
                 )));
             }
         };
-        Ok(Val::Matrix(Range { series, range, offset, at }))
+        Ok(Val::Matrix(Range { series: RangeSeries::Loaded(series), range, offset, at }))
     }
 }
 

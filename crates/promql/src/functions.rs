@@ -55,28 +55,29 @@ fn range_fn(
     keep_name: bool,
     f: impl Fn(&[Sample], &Window) -> Option<f64>,
 ) -> Result<Val> {
-    range_fn_at(ctx, r, steps, keep_name, |_, all, lo, hi, win| f(&all[lo..hi], win))
+    range_fn_with(ctx, r, steps, keep_name, |_| (), |_, all, lo, hi, win| f(&all[lo..hi], win))
 }
 
-/// Like [`range_fn`], but `f` gets the series index and the window as `all[lo..hi]`, for
-/// functions that precompute something per series.
-fn range_fn_at(
+/// Like [`range_fn`], but `prepare` computes something once per series, and `f` gets it with
+/// the window as `all[lo..hi]`.
+fn range_fn_with<P>(
     ctx: &Ctx<'_>,
     r: Range,
     steps: Steps,
     keep_name: bool,
-    f: impl Fn(usize, &[Sample], usize, usize, &Window) -> Option<f64>,
+    prepare: impl Fn(&[Sample]) -> P,
+    f: impl Fn(&P, &[Sample], usize, usize, &Window) -> Option<f64>,
 ) -> Result<Val> {
-    let mut out = Vec::with_capacity(r.series.len());
-    for (k, s) in r.series.iter().enumerate() {
-        if k % 1024 == 0 {
-            ctx.check_deadline("query evaluation")?;
-        }
+    let mut out = Vec::new();
+    let (range, offset, at) = (r.range, r.offset, r.at);
+    let ref_time = |t: i64| at.unwrap_or(t) - offset;
+    ctx.for_each_range_series(r.series, |s| {
+        let p = prepare(&s.samples);
         let mut vals = vec![None; steps.n];
         let (mut lo, mut hi) = (0usize, 0usize);
         for (i, slot) in vals.iter_mut().enumerate() {
-            let end = r.ref_time(steps.at(i));
-            let start = end - r.range;
+            let end = ref_time(steps.at(i));
+            let start = end - range;
             if lo > 0 && s.samples[lo - 1].t >= start {
                 lo = 0; // a window that moved back (never with increasing steps)
                 hi = 0;
@@ -88,36 +89,33 @@ fn range_fn_at(
             while hi < s.samples.len() && s.samples[hi].t <= end {
                 hi += 1;
             }
-            let ts = if r.at.is_some() { steps.start } else { steps.at(i) };
-            *slot = f(k, &s.samples, lo, hi, &Window { ts, start, end, range: r.range, i });
+            let ts = if at.is_some() { steps.start } else { steps.at(i) };
+            *slot = f(&p, &s.samples, lo, hi, &Window { ts, start, end, range, i });
         }
-        let labels = if keep_name { s.labels.clone() } else { drop_name(&s.labels) };
+        let labels = if keep_name { s.labels } else { drop_name(&s.labels) };
         out.push(VSeries::new(labels, vals));
-    }
+        Ok(())
+    })?;
     merge_same_labels(out)
 }
 
 /// `rate`, `increase`, `delta` over every window. Counter resets are found once per series, so
 /// a window adds only the resets inside it, in order, as Prometheus' per-window loop does.
 fn rate_fn(ctx: &Ctx<'_>, r: Range, steps: Steps, counter: bool, rate: bool) -> Result<Val> {
-    let resets: Vec<Vec<usize>> = if counter {
-        r.series
-            .iter()
-            .map(|s| {
-                (1..s.samples.len()).filter(|&i| s.samples[i].v < s.samples[i - 1].v).collect()
-            })
-            .collect()
-    } else {
-        Vec::new()
+    let resets = |samples: &[Sample]| -> Vec<usize> {
+        if counter {
+            (1..samples.len()).filter(|&i| samples[i].v < samples[i - 1].v).collect()
+        } else {
+            Vec::new()
+        }
     };
-    range_fn_at(ctx, r, steps, false, |k, all, lo, hi, win| {
+    range_fn_with(ctx, r, steps, false, resets, |rs, all, lo, hi, win| {
         let w = &all[lo..hi];
         if w.len() < 2 {
             return None;
         }
         let mut result = w[w.len() - 1].v - w[0].v;
         if counter {
-            let rs = &resets[k];
             let from = rs.partition_point(|&i| i <= lo);
             for &i in rs[from..].iter().take_while(|&&i| i < hi) {
                 result += all[i - 1].v;

@@ -37,6 +37,24 @@ pub trait Storage: Sync {
         mint: i64,
         maxt: i64,
     ) -> std::result::Result<Vec<(Labels, Vec<Sample>)>, String>;
+
+    /// [`Storage::select`] streamed, in label order: `f` gets each series as soon as it is read
+    /// and returns `false` to stop. Range functions use it so that a query over many series
+    /// never holds all their samples at once. The default collects [`Storage::select`].
+    fn select_each(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        f: &mut dyn FnMut(Labels, Vec<Sample>) -> bool,
+    ) -> std::result::Result<(), String> {
+        for (labels, samples) in self.select(matchers, mint, maxt)? {
+            if !f(labels, samples) {
+                break;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Engine limits and defaults.

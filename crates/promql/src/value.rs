@@ -52,10 +52,19 @@ pub(crate) struct MSeries {
 /// step `i` is `[r - range, r]` with `r = at.unwrap_or(steps.at(i)) - offset`.
 #[derive(Clone, Debug)]
 pub(crate) struct Range {
-    pub series: Vec<MSeries>,
+    pub series: RangeSeries,
     pub range: i64,
     pub offset: i64,
     pub at: Option<i64>,
+}
+
+/// The series of a range vector: computed (a subquery's), or a selector whose series are
+/// streamed from storage one at a time when a range function consumes them, with stale
+/// markers dropped (see `Ctx::for_each_range_series`).
+#[derive(Clone, Debug)]
+pub(crate) enum RangeSeries {
+    Loaded(Vec<MSeries>),
+    Selector { vs: Box<promql_parser::parser::VectorSelector>, mint: i64, maxt: i64 },
 }
 
 impl Range {

@@ -74,6 +74,17 @@ impl ocelli_promql::Storage for DbStorage<'_> {
             Err(e) => Err(e.to_string()),
         }
     }
+
+    fn select_each(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        f: &mut dyn FnMut(Labels, Vec<Sample>) -> bool,
+    ) -> std::result::Result<(), String> {
+        let limits = ocelli_tsdb::Limits { max_series: usize::MAX, max_samples: self.max_samples };
+        self.db.select_each(matchers, mint, maxt, limits, f).map_err(|e| e.to_string())
+    }
 }
 
 /// Metric metadata (`TYPE`, `HELP`, `UNIT`) seen in exposition text, by metric family. Kept in

@@ -340,7 +340,23 @@ impl Block {
         self.meta.min_t <= maxt && mint <= self.meta.max_t
     }
 
-    fn read_chunks(&self, chunks: &[ChunkRef], mint: i64, maxt: i64) -> Result<Vec<Sample>> {
+    /// The numbers of the series matching `matchers`; ascending numbers are in label order.
+    pub(crate) fn select_ids(&self, matchers: &[Matcher]) -> roaring::RoaringBitmap {
+        postings::select(&self.index.reader(&self.index_map), matchers)
+    }
+
+    /// Series number `i`: its labels and chunk references.
+    pub(crate) fn series_chunks(&self, i: u32) -> Result<(Labels, Vec<ChunkRef>)> {
+        self.index.series(&self.index_map, i)
+    }
+
+    /// The samples in `[mint, maxt]` of the chunks of one series.
+    pub(crate) fn read_chunks(
+        &self,
+        chunks: &[ChunkRef],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<Sample>> {
         let (mut ts, mut vs, mut out) = (Vec::new(), Vec::new(), Vec::new());
         for c in chunks.iter().filter(|c| c.min_t <= maxt && mint <= c.max_t) {
             let (start, end) = (c.offset as usize, c.offset as usize + c.len as usize);
@@ -371,7 +387,9 @@ impl Block {
         Ok(out)
     }
 
-    /// Series matching `matchers` with their samples in `[mint, maxt]`, in label order.
+    /// Series matching `matchers` with their samples in `[mint, maxt]`, in label order (the
+    /// engine streams instead; this is for tests).
+    #[cfg(test)]
     pub(crate) fn select(
         &self,
         matchers: &[Matcher],

@@ -32,7 +32,8 @@ use crate::error::{Error, IoContext, Result};
 use crate::filenames::{
     BLOCKS_DIR, DELETING_SUFFIX, LOCK_FILE, QUARANTINE_DIR, QUARANTINE_REASON, TMP_SUFFIX, WAL_DIR,
 };
-use crate::head::{Head, dedup_last};
+use crate::head::{Head, MemSeries, dedup_last};
+use crate::index::ChunkRef;
 use crate::record;
 use crate::wal::{self, FsyncPolicy, ReplayReport, Wal};
 
@@ -330,6 +331,21 @@ impl Db {
         self.inner.select(matchers, mint, maxt, self.inner.opts.limits)
     }
 
+    /// [`Db::select`] streamed: `f` gets each series in label order as soon as it is read, so
+    /// that a caller reducing series one at a time (a range function, an aggregation) never
+    /// holds them all. `f` returns `false` to stop early. Past the limits, the series seen so
+    /// far have been handed over and the call returns [`Error::LimitExceeded`].
+    pub fn select_each(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        limits: Limits,
+        f: &mut dyn FnMut(Labels, Vec<Sample>) -> bool,
+    ) -> Result<()> {
+        self.inner.select_each(matchers, mint, maxt, limits, f)
+    }
+
     /// [`Db::select`] with explicit limits.
     pub fn select_with_limits(
         &self,
@@ -516,94 +532,66 @@ fn delete_block_dir(p: &Path) -> Result<()> {
     fs::remove_dir_all(&del).io_ctx("remove", &del)
 }
 
-/// Merges what each source (block or head) selected into one list sorted by label set. A
-/// series found in several sources gets their samples in source order, then sorted by time
-/// with the last copy of a timestamp kept, which is the read priority of the module doc.
-///
-/// Sources come sorted (blocks store series in label order) or are sorted here (the head keeps
-/// creation order); merging sorted lists two at a time is linear, and a query that one source
-/// answers alone (the common case once data is in blocks) passes through untouched.
-struct Merger {
-    parts: Vec<Vec<(Labels, Vec<Sample>)>>,
-    samples: usize,
-    limits: Limits,
+/// One source of a streaming selection: a block's or a head's matching series in label order,
+/// each read only when the merge reaches it.
+enum SourceCursor {
+    Block {
+        block: Arc<Block>,
+        ids: roaring::bitmap::IntoIter,
+        next: Option<(Labels, Vec<ChunkRef>)>,
+    },
+    Head {
+        series: std::vec::IntoIter<(Labels, Arc<MemSeries>)>,
+        next: Option<(Labels, Arc<MemSeries>)>,
+    },
 }
 
-impl Merger {
-    fn add(&mut self, mut part: Vec<(Labels, Vec<Sample>)>) -> Result<()> {
-        if part.is_empty() {
-            return Ok(());
+impl SourceCursor {
+    fn block(block: Arc<Block>, matchers: &[Matcher]) -> Result<SourceCursor> {
+        let ids = block.select_ids(matchers).into_iter();
+        let mut c = SourceCursor::Block { block, ids, next: None };
+        c.advance()?;
+        Ok(c)
+    }
+
+    fn head(head: &Head, matchers: &[Matcher]) -> SourceCursor {
+        let mut series = head.select_sorted(matchers).into_iter();
+        let next = series.next();
+        SourceCursor::Head { series, next }
+    }
+
+    /// The label set of the series this cursor is at, if any.
+    fn peek(&self) -> Option<&Labels> {
+        match self {
+            SourceCursor::Block { next, .. } => next.as_ref().map(|n| &n.0),
+            SourceCursor::Head { next, .. } => next.as_ref().map(|n| &n.0),
         }
-        self.samples += part.iter().map(|(_, s)| s.len()).sum::<usize>();
-        // copies of one sample from several sources (a head being cut, overlapping blocks)
-        // count here; the exact limit is applied after merging, this only bounds memory
-        if self.samples > self.limits.max_samples.saturating_mul(2) {
-            return Err(Error::LimitExceeded { what: "samples", limit: self.limits.max_samples });
+    }
+
+    /// Moves to the next series.
+    fn advance(&mut self) -> Result<()> {
+        match self {
+            SourceCursor::Block { block, ids, next } => {
+                *next = ids.next().map(|i| block.series_chunks(i)).transpose()?;
+            }
+            SourceCursor::Head { series, next } => *next = series.next(),
         }
-        if part.len() > self.limits.max_series {
-            return Err(Error::LimitExceeded { what: "series", limit: self.limits.max_series });
-        }
-        if !part.is_sorted_by(|a, b| a.0 <= b.0) {
-            part.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        }
-        self.parts.push(part);
         Ok(())
     }
 
-    fn finish(self) -> Result<Vec<SeriesSamples>> {
-        let mut parts = self.parts.into_iter();
-        let first = parts.next().unwrap_or_default();
-        let mut merged: Vec<(Labels, Vec<Sample>, bool)> =
-            first.into_iter().map(|(l, s)| (l, s, false)).collect();
-        for part in parts {
-            merged = merge_two(merged, part);
-            if merged.len() > self.limits.max_series {
-                return Err(Error::LimitExceeded { what: "series", limit: self.limits.max_series });
+    /// The current series' labels and samples in `[mint, maxt]`; moves to the next one.
+    fn take(&mut self, mint: i64, maxt: i64) -> Result<Option<(Labels, Vec<Sample>)>> {
+        let out = match self {
+            SourceCursor::Block { block, next, .. } => match next.take() {
+                Some((labels, chunks)) => Some((labels, block.read_chunks(&chunks, mint, maxt)?)),
+                None => None,
+            },
+            SourceCursor::Head { next, .. } => {
+                next.take().map(|(labels, s)| (labels, Head::samples(&s, mint, maxt)))
             }
-        }
-        let max = self.limits.max_samples;
-        let out: Vec<SeriesSamples> = merged
-            .into_iter()
-            .map(|(labels, mut samples, dirty)| {
-                if dirty {
-                    samples.sort_by_key(|s| s.t);
-                    dedup_last(&mut samples);
-                }
-                SeriesSamples { labels, samples }
-            })
-            .collect();
-        if out.iter().map(|s| s.samples.len()).sum::<usize>() > max {
-            return Err(Error::LimitExceeded { what: "samples", limit: max });
-        }
-        Ok(out)
-    }
-}
-
-/// Merges two lists sorted by label set; a series in both gets `a`'s samples then `b`'s and is
-/// marked for sorting.
-fn merge_two(
-    a: Vec<(Labels, Vec<Sample>, bool)>,
-    b: Vec<(Labels, Vec<Sample>)>,
-) -> Vec<(Labels, Vec<Sample>, bool)> {
-    let mut out = Vec::with_capacity(a.len().max(b.len()));
-    let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
-    loop {
-        let ord = match (a.peek(), b.peek()) {
-            (Some(x), Some(y)) => x.0.cmp(&y.0),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            (None, Some(_)) => std::cmp::Ordering::Greater,
-            (None, None) => return out,
         };
-        match ord {
-            std::cmp::Ordering::Less => out.extend(a.next()),
-            std::cmp::Ordering::Greater => out.extend(b.next().map(|(l, s)| (l, s, false))),
-            std::cmp::Ordering::Equal => {
-                if let (Some((l, mut s, _)), Some((_, t))) = (a.next(), b.next()) {
-                    s.extend(t);
-                    out.push((l, s, true));
-                }
-            }
-        }
+        self.advance()?;
+        Ok(out)
     }
 }
 
@@ -720,18 +708,79 @@ impl Inner {
         maxt: i64,
         limits: Limits,
     ) -> Result<Vec<SeriesSamples>> {
+        let mut out = Vec::new();
+        self.select_each(matchers, mint, maxt, limits, &mut |labels, samples| {
+            out.push(SeriesSamples { labels, samples });
+            true
+        })?;
+        Ok(out)
+    }
+
+    /// The selection, streamed: the sources are merged series by series in label order, and a
+    /// series' samples are read only when the merge reaches it. A series in several sources
+    /// gets their samples in source order (blocks oldest first, then heads), then sorted by
+    /// time with the last copy of a timestamp kept: the read priority of the module doc.
+    fn select_each(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        limits: Limits,
+        f: &mut dyn FnMut(Labels, Vec<Sample>) -> bool,
+    ) -> Result<()> {
         if mint > maxt {
             return Err(Error::InvalidTimeRange { mint, maxt });
         }
         let (blocks, frozen, head) = self.sources(mint, maxt);
-        let mut m = Merger { parts: Vec::new(), samples: 0, limits };
-        for b in &blocks {
-            m.add(b.select(matchers, mint, maxt)?)?;
+        let mut cursors = Vec::with_capacity(blocks.len() + frozen.len() + 1);
+        for b in blocks {
+            cursors.push(SourceCursor::block(b, matchers)?);
         }
         for h in frozen.iter().chain([&head]) {
-            m.add(h.select(matchers, mint, maxt))?;
+            cursors.push(SourceCursor::head(h, matchers));
         }
-        m.finish()
+        cursors.retain(|c| c.peek().is_some());
+        let (mut series, mut samples) = (0usize, 0usize);
+        loop {
+            let Some(min) = cursors.iter().filter_map(SourceCursor::peek).min().cloned() else {
+                return Ok(());
+            };
+            let mut got: Option<Vec<Sample>> = None;
+            let mut dirty = false;
+            for c in &mut cursors {
+                if c.peek() != Some(&min) {
+                    continue;
+                }
+                let Some((_, s)) = c.take(mint, maxt)? else { continue };
+                match &mut got {
+                    None => got = Some(s),
+                    Some(g) if !s.is_empty() => {
+                        dirty |= !g.is_empty();
+                        g.extend(s);
+                    }
+                    Some(_) => {}
+                }
+            }
+            let mut got = got.unwrap_or_default();
+            if dirty {
+                got.sort_by_key(|s| s.t);
+                dedup_last(&mut got);
+            }
+            if got.is_empty() {
+                continue;
+            }
+            series += 1;
+            samples += got.len();
+            if series > limits.max_series {
+                return Err(Error::LimitExceeded { what: "series", limit: limits.max_series });
+            }
+            if samples > limits.max_samples {
+                return Err(Error::LimitExceeded { what: "samples", limit: limits.max_samples });
+            }
+            if !f(min, got) {
+                return Ok(());
+            }
+        }
     }
 
     /// Blocks overlapping the range (oldest first), frozen heads (oldest first), the head.

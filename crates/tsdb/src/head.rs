@@ -361,6 +361,7 @@ impl Head {
 
     /// Every series with its label set and samples in `[mint, maxt]` (none if empty there), in
     /// series-number order.
+    #[cfg(test)]
     pub(crate) fn select(
         &self,
         matchers: &[Matcher],
@@ -386,6 +387,28 @@ impl Head {
                 (!samples.is_empty()).then_some((l, samples))
             })
             .collect()
+    }
+
+    /// The series matching `matchers`, sorted by label set, without their samples (read them
+    /// with [`Head::samples`]).
+    pub(crate) fn select_sorted(&self, matchers: &[Matcher]) -> Vec<(Labels, Arc<MemSeries>)> {
+        let mut v: Vec<(Labels, Arc<MemSeries>)> = {
+            let ix = self.index.read();
+            postings::select(&*ix, matchers)
+                .iter()
+                .map(|r| {
+                    let s = ix.series[r as usize].clone();
+                    (ix.labels_of(&s), s)
+                })
+                .collect()
+        };
+        v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// The samples of a series of this head in `[mint, maxt]`.
+    pub(crate) fn samples(s: &MemSeries, mint: i64, maxt: i64) -> Vec<Sample> {
+        series_samples(s, mint, maxt)
     }
 
     /// Label sets of the selected series (those with any sample at all).
