@@ -742,26 +742,29 @@ impl Inner {
         cursors.retain(|c| c.peek().is_some());
         let (mut series, mut samples) = (0usize, 0usize);
         loop {
-            let Some(min) = cursors.iter().filter_map(SourceCursor::peek).min().cloned() else {
-                return Ok(());
-            };
-            let mut got: Option<Vec<Sample>> = None;
+            // the first cursor at the smallest label set; any other at it comes later in
+            // source order
+            let mut first: Option<(usize, &Labels)> = None;
+            for (i, c) in cursors.iter().enumerate() {
+                if let Some(l) = c.peek()
+                    && first.is_none_or(|(_, m)| l < m)
+                {
+                    first = Some((i, l));
+                }
+            }
+            let Some((first, _)) = first else { return Ok(()) };
+            let Some((min, mut got)) = cursors[first].take(mint, maxt)? else { return Ok(()) };
             let mut dirty = false;
-            for c in &mut cursors {
+            for c in &mut cursors[first + 1..] {
                 if c.peek() != Some(&min) {
                     continue;
                 }
                 let Some((_, s)) = c.take(mint, maxt)? else { continue };
-                match &mut got {
-                    None => got = Some(s),
-                    Some(g) if !s.is_empty() => {
-                        dirty |= !g.is_empty();
-                        g.extend(s);
-                    }
-                    Some(_) => {}
+                if !s.is_empty() {
+                    dirty |= !got.is_empty();
+                    got.extend(s);
                 }
             }
-            let mut got = got.unwrap_or_default();
             if dirty {
                 got.sort_by_key(|s| s.t);
                 dedup_last(&mut got);
