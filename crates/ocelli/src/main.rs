@@ -1,6 +1,6 @@
-//! The `ocelli` binary: one program that is the server (`ocelli server`) and, in later work, the
-//! agent and the command-line client. It parses flags, sets up logging and hands off to the
-//! library crates; it holds no logic of its own.
+//! The `ocelli` binary: one program that is the server (`ocelli server`), the agent
+//! (`ocelli agent`) and, in later work, the command-line client. It parses flags, sets up
+//! logging and hands off to the library crates; it holds no logic of its own.
 
 use std::path::PathBuf;
 
@@ -34,6 +34,8 @@ enum Command {
         #[arg(long, env = "OCELLI_DATA_DIR")]
         data_dir: Option<PathBuf>,
     },
+    /// Run the host agent: collectors with push, pull and on-demand outputs.
+    Agent(ocelli_agent::cli::AgentCommand),
 }
 
 /// Hands the memory a large query freed back to the system: `mi_collect(true)` on the thread
@@ -76,6 +78,17 @@ fn main() -> anyhow::Result<()> {
                 .build()
                 .context("starting the async runtime")?;
             rt.block_on(ocelli_server::serve(cfg))?;
+        }
+        Command::Agent(cmd) => {
+            ocelli_agent::use_small_pages();
+            let cfg = cmd.into_run_args().into_config()?;
+            // one thread: the agent does little, and keeps its footprint small
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .max_blocking_threads(2)
+                .build()
+                .context("starting the async runtime")?;
+            rt.block_on(ocelli_agent::run(cfg, ocelli_agent::shutdown_signal()))?;
         }
     }
     Ok(())

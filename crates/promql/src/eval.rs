@@ -251,7 +251,7 @@ impl<'a> Ctx<'a> {
         self.storage
             .select_each(&branches[0], mint, maxt, &mut |labels, samples| {
                 let r = (|| {
-                    if n % 1024 == 0 {
+                    if n.is_multiple_of(1024) {
                         self.check_deadline("query evaluation")?;
                     }
                     n += 1;

@@ -1,0 +1,191 @@
+//! The agent's HTTP client to the server: plain `http://` URLs, one kept-alive HTTP/1.1
+//! connection per [`Client`], a timeout over connect, send and the whole answer, and answers
+//! capped in size. The push output and the heartbeat each own one.
+//!
+//! Deliberately absent: TLS (put a TLS-terminating proxy in front of the server for now),
+//! redirects, HTTP/2.
+
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Bytes;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+
+use crate::{Error, Result};
+
+/// The largest answer body read from the server.
+const MAX_ANSWER_BYTES: usize = 1 << 20;
+
+/// A parsed server base URL: `http://host:port[/prefix]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerUrl {
+    /// `host:port`, to connect to and for the `Host` header.
+    pub authority: String,
+    /// The path prefix without a trailing slash (`""` for none).
+    pub prefix: String,
+}
+
+impl ServerUrl {
+    pub fn parse(url: &str) -> Result<ServerUrl> {
+        let bad = |why: &str| Error::Config(format!("server: {url:?} {why}"));
+        let rest = if let Some(r) = url.strip_prefix("http://") {
+            r
+        } else if url.starts_with("https://") {
+            return Err(bad("uses https, which the agent does not speak yet; use http://"));
+        } else {
+            return Err(bad("is not an http:// URL (expected http://host:port)"));
+        };
+        let (authority, path) = match rest.find('/') {
+            Some(i) => rest.split_at(i),
+            None => (rest, ""),
+        };
+        if authority.is_empty() || authority.contains('@') {
+            return Err(bad("has no host (expected http://host:port)"));
+        }
+        if path.contains(['?', '#']) {
+            return Err(bad("has a query or fragment; give the base URL only"));
+        }
+        let authority = match authority.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
+                if p.parse::<u16>().is_err() {
+                    return Err(bad("has a port that is not a number in 1..=65535"));
+                }
+                authority.to_string()
+            }
+            _ => format!("{authority}:80"),
+        };
+        Ok(ServerUrl { authority, prefix: path.trim_end_matches('/').to_string() })
+    }
+
+    /// The full path of an endpoint below the base URL.
+    pub fn path(&self, endpoint: &str) -> String {
+        format!("{}{endpoint}", self.prefix)
+    }
+}
+
+/// A server's answer: status and body.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Bytes,
+}
+
+/// One kept-alive connection to the server, reopened when it breaks.
+#[derive(Debug)]
+pub struct Client {
+    url: ServerUrl,
+    timeout: Duration,
+    sender: Option<SendRequest<Full<Bytes>>>,
+}
+
+impl Client {
+    pub fn new(url: ServerUrl, timeout: Duration) -> Client {
+        Client { url, timeout, sender: None }
+    }
+
+    pub fn url(&self) -> &ServerUrl {
+        &self.url
+    }
+
+    /// POSTs `body` to `endpoint` with the given headers; any status is an `Ok` answer, a
+    /// connection failure or timeout is an error naming the server.
+    pub async fn post(
+        &mut self,
+        endpoint: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<Answer> {
+        let timeout = self.timeout;
+        match tokio::time::timeout(timeout, self.exchange(endpoint, headers, body)).await {
+            Ok(r) => r,
+            Err(_) => {
+                self.sender = None;
+                Err(Error::Http(format!(
+                    "POST http://{}{}: no answer within {} s",
+                    self.url.authority,
+                    self.url.path(endpoint),
+                    timeout.as_secs()
+                )))
+            }
+        }
+    }
+
+    async fn exchange(
+        &mut self,
+        endpoint: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<Answer> {
+        let path = self.url.path(endpoint);
+        let what = format!("POST http://{}{path}", self.url.authority);
+        let reusable = match self.sender.take() {
+            Some(mut s) => s.ready().await.is_ok().then_some(s),
+            None => None,
+        };
+        let mut sender = match reusable {
+            Some(s) => s,
+            None => connect(&self.url.authority).await?,
+        };
+        let mut req = hyper::Request::post(path)
+            .header(hyper::header::HOST, &self.url.authority)
+            .header(hyper::header::USER_AGENT, concat!("ocelli-agent/", env!("CARGO_PKG_VERSION")));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| Error::Internal(format!("building {what}: {e}")))?;
+        let resp =
+            sender.send_request(req).await.map_err(|e| Error::Http(format!("{what}: {e}")))?;
+        let (parts, body) = resp.into_parts();
+        let body = Limited::new(body, MAX_ANSWER_BYTES)
+            .collect()
+            .await
+            .map_err(|e| Error::Http(format!("{what}: reading the answer: {e}")))?
+            .to_bytes();
+        self.sender = Some(sender);
+        Ok(Answer { status: parts.status.as_u16(), body })
+    }
+}
+
+async fn connect(authority: &str) -> Result<SendRequest<Full<Bytes>>> {
+    let stream = tokio::net::TcpStream::connect(authority)
+        .await
+        .map_err(|e| Error::Http(format!("cannot connect to {authority}: {e}")))?;
+    let _ = stream.set_nodelay(true);
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| Error::Http(format!("HTTP handshake with {authority}: {e}")))?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_urls() {
+        let u = ServerUrl::parse("http://10.0.0.1:9747").unwrap();
+        assert_eq!(u.authority, "10.0.0.1:9747");
+        assert_eq!(u.path("/api/v1/write"), "/api/v1/write");
+        let u = ServerUrl::parse("http://mon.example/ocelli/").unwrap();
+        assert_eq!(u.authority, "mon.example:80");
+        assert_eq!(u.path("/api/v1/write"), "/ocelli/api/v1/write");
+        let u = ServerUrl::parse("http://[::1]:9747").unwrap();
+        assert_eq!(u.authority, "[::1]:9747");
+        for (bad, why) in [
+            ("https://x:1", "uses https"),
+            ("x:1", "is not an http:// URL"),
+            ("http://", "has no host"),
+            ("http://x:port", "has a port that is not a number"),
+            ("http://x:1/?a=b", "has a query"),
+        ] {
+            let e = ServerUrl::parse(bad).unwrap_err().to_string();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! `ocelli agent` as a real process: push without a server is refused at start with a message
+//! saying what to do; `ocelli agent --mode pull --listen ADDR --data-dir DIR` (and the same under
+//! `ocelli agent run`) serves `/metrics` with no server at all and exits cleanly on SIGTERM.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+#[path = "../../server/tests/common/mod.rs"]
+mod common;
+
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn ocelli() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ocelli"))
+}
+
+#[test]
+fn push_without_a_server_is_refused_at_start() {
+    let out =
+        ocelli().args(["agent", "--mode", "push", "--listen", "127.0.0.1:0"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("mode push needs a server: pass --server URL"), "{err}");
+    let out =
+        ocelli().args(["agent", "--csp", "moon", "--listen", "127.0.0.1:0"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(r#"csp: "moon" is not allowed; expected one of aws, azure, gcp"#),
+        "{err}"
+    );
+}
+
+#[test]
+fn pull_mode_serves_metrics_standalone_and_stops_on_sigterm() {
+    for run in [&["agent"][..], &["agent", "run"][..]] {
+        let dir = tempfile::tempdir().unwrap();
+        let addr: SocketAddr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let mut child = ocelli()
+            .args(run)
+            .args([
+                "--mode",
+                "pull",
+                "--listen",
+                &addr.to_string(),
+                "--vm-id",
+                "vm-cli",
+                "--data-dir",
+            ])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let t0 = Instant::now();
+        let body = loop {
+            if std::net::TcpStream::connect(addr).is_ok() {
+                let (status, body) = common::http(addr, "GET", "/metrics", b"");
+                assert_eq!(status, 200);
+                break body;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(20), "agent did not listen on {addr}");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let load = r#"node_load1{csp="onprem",ns="default",region="unknown",service_id="default",service_type="vm",vm_id="vm-cli"} "#;
+        assert!(body.contains(load), "{body}");
+        let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        assert!(kill.success());
+        let status = child.wait().unwrap();
+        assert!(status.success(), "agent exited with {status}");
+    }
+}
