@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
+mod local_agent;
+
 /// mimalloc returns freed memory to the system more readily than glibc's per-thread arenas,
 /// which keeps the server's resident memory close to what it actually holds (measured in the
 /// storage benchmark).
@@ -33,6 +35,9 @@ enum Command {
         /// Data directory [default: ./data].
         #[arg(long, env = "OCELLI_DATA_DIR")]
         data_dir: Option<PathBuf>,
+        /// Do not run the agent for this host inside the server (see `[local_agent]`).
+        #[arg(long)]
+        no_local_agent: bool,
     },
     /// Run the host agent: collectors with push, pull and on-demand outputs.
     Agent(ocelli_agent::cli::AgentCommand),
@@ -61,7 +66,7 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match cli.command {
-        Command::Server { config, listen, data_dir } => {
+        Command::Server { config, listen, data_dir, no_local_agent } => {
             let mut cfg = match &config {
                 Some(p) => ocelli_server::Config::load(p)?,
                 None => ocelli_server::Config::default(),
@@ -72,12 +77,16 @@ fn main() -> anyhow::Result<()> {
             if let Some(d) = data_dir {
                 cfg.data_dir = d;
             }
+            if no_local_agent {
+                cfg.local_agent.enabled = false;
+            }
+            let local = local_agent::config(&cfg)?;
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .thread_name("ocelli-server")
                 .build()
                 .context("starting the async runtime")?;
-            rt.block_on(ocelli_server::serve(cfg))?;
+            rt.block_on(local_agent::serve(cfg, local))?;
         }
         Command::Agent(cmd) => {
             ocelli_agent::use_small_pages();

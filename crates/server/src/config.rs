@@ -31,6 +31,8 @@ pub struct Config {
     pub scrape_configs: Vec<crate::scrape::ScrapeConfig>,
     /// The agent registry (`[registry]`); see `crate::registry::config`.
     pub registry: crate::registry::RegistryConfig,
+    /// The agent `ocelli server` runs for its own host (`[local_agent]`).
+    pub local_agent: LocalAgentConfig,
     /// The file this config was read from, if any: reloading reads it again.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -49,7 +51,49 @@ impl Default for Config {
             scrape: crate::scrape::GlobalConfig::default(),
             scrape_configs: Vec::new(),
             registry: crate::registry::RegistryConfig::default(),
+            local_agent: LocalAgentConfig::default(),
             source: None,
+        }
+    }
+}
+
+/// The agent `ocelli server` runs in its own process for the host it runs on, so that a fresh
+/// server shows live host metrics and a registered agent at once. It pushes to this server and
+/// heartbeats like any other agent; the binary builds it (this crate does not know the agent)
+/// and checks these values with the agent's own rules before the server starts.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocalAgentConfig {
+    /// Run it (`ocelli server --no-local-agent` overrides this). Default true.
+    pub enabled: bool,
+    /// Where its endpoints (`/metrics`, `/collect/{collector}`) listen; also its `instance`
+    /// label. Default 127.0.0.1:9101, the standalone agent's default: a host runs one or the
+    /// other.
+    pub listen: SocketAddr,
+    /// Collection interval in whole seconds. Default 10.
+    pub interval_seconds: u32,
+    /// Identity labels; unset ones take the agent's defaults (`default`, `vm`, `local`, the
+    /// host name, `onprem`, `unknown`).
+    pub ns: Option<String>,
+    pub service_type: Option<String>,
+    pub service_id: Option<String>,
+    pub vm_id: Option<String>,
+    pub csp: Option<String>,
+    pub region: Option<String>,
+}
+
+impl Default for LocalAgentConfig {
+    fn default() -> Self {
+        LocalAgentConfig {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9101)),
+            interval_seconds: 10,
+            ns: None,
+            service_type: None,
+            service_id: None,
+            vm_id: None,
+            csp: None,
+            region: None,
         }
     }
 }
