@@ -23,19 +23,48 @@ pub struct AgentCommand {
 }
 
 impl AgentCommand {
-    /// The flags of the run, whether given to `ocelli agent` or `ocelli agent run`.
-    pub fn into_run_args(self) -> AgentArgs {
+    /// What was asked for: a run (with the flags given to `ocelli agent` or `ocelli agent
+    /// run`), or a service verb.
+    pub fn into_task(self) -> AgentTask {
         match self.action {
-            Some(AgentAction::Run(a)) => a,
-            None => self.run,
+            None => AgentTask::Run(self.run),
+            Some(AgentAction::Run(a)) => AgentTask::Run(a),
+            Some(AgentAction::Install(a)) => AgentTask::Install(a),
+            Some(AgentAction::Uninstall(a)) => AgentTask::Uninstall(a),
+            Some(AgentAction::Start) => AgentTask::Service("start"),
+            Some(AgentAction::Stop) => AgentTask::Service("stop"),
+            Some(AgentAction::Restart) => AgentTask::Service("restart"),
+            Some(AgentAction::Status) => AgentTask::Service("status"),
         }
     }
+}
+
+/// What `ocelli agent ...` asks for.
+#[derive(Debug)]
+pub enum AgentTask {
+    Run(AgentArgs),
+    Install(crate::install::InstallArgs),
+    Uninstall(crate::install::InstallArgs),
+    /// `systemctl VERB ocelli-agent.service`.
+    Service(&'static str),
 }
 
 #[derive(clap::Subcommand, Debug)]
 pub enum AgentAction {
     /// Run the agent (what `ocelli agent` does without a subcommand).
     Run(AgentArgs),
+    /// Install the agent as a systemd service running unprivileged (unit and config file).
+    Install(crate::install::InstallArgs),
+    /// Stop and remove the systemd service (the config file and buffered data stay).
+    Uninstall(crate::install::InstallArgs),
+    /// systemctl start ocelli-agent.service
+    Start,
+    /// systemctl stop ocelli-agent.service
+    Stop,
+    /// systemctl restart ocelli-agent.service
+    Restart,
+    /// systemctl status ocelli-agent.service
+    Status,
 }
 
 /// The agent's flags; each overrides the config file's key of the same name.
@@ -140,7 +169,10 @@ mod tests {
         let cli = Cli::try_parse_from(std::iter::once("ocelli").chain(args.iter().copied()))
             .map_err(|e| e.to_string())?;
         let Top::Agent(a) = cli.cmd;
-        a.into_run_args().into_config().map_err(|e| e.to_string())
+        match a.into_task() {
+            AgentTask::Run(args) => args.into_config().map_err(|e| e.to_string()),
+            t => Err(format!("not a run: {t:?}")),
+        }
     }
 
     #[test]

@@ -31,6 +31,9 @@ pub enum Error {
     /// Talking to the server failed (connect, send, read, timeout).
     #[error("{0}")]
     Http(String),
+    /// Installing or driving the systemd service failed.
+    #[error("{0}")]
+    Install(String),
     #[error("internal: {0}")]
     Internal(String),
 }

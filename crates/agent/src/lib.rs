@@ -23,6 +23,7 @@ pub mod exposition;
 pub mod filenames;
 pub mod heartbeat;
 mod http;
+pub mod install;
 pub mod process;
 pub mod push;
 

@@ -89,8 +89,19 @@ fn main() -> anyhow::Result<()> {
             rt.block_on(local_agent::serve(cfg, local))?;
         }
         Command::Agent(cmd) => {
+            use ocelli_agent::cli::AgentTask;
+            let args = match cmd.into_task() {
+                AgentTask::Run(args) => args,
+                AgentTask::Install(a) => {
+                    return Ok(ocelli_agent::install::install(&a, &mut std::io::stdout())?);
+                }
+                AgentTask::Uninstall(a) => {
+                    return Ok(ocelli_agent::install::uninstall(&a, &mut std::io::stdout())?);
+                }
+                AgentTask::Service(verb) => return Ok(ocelli_agent::install::control(verb)?),
+            };
             ocelli_agent::use_small_pages();
-            let cfg = cmd.into_run_args().into_config()?;
+            let cfg = args.into_config()?;
             // one thread: the agent does little, and keeps its footprint small
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

@@ -70,3 +70,25 @@ fn pull_mode_serves_metrics_standalone_and_stops_on_sigterm() {
         assert!(status.success(), "agent exited with {status}");
     }
 }
+
+#[test]
+fn install_and_uninstall_stage_the_service_under_a_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap();
+    let out = ocelli()
+        .args(["agent", "install", "--root", root, "--binary", "/opt/ocelli/bin/ocelli"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let unit = std::fs::read_to_string(dir.path().join("etc/systemd/system/ocelli-agent.service"))
+        .unwrap();
+    assert!(
+        unit.contains("ExecStart=/opt/ocelli/bin/ocelli agent run --config /etc/ocelli/agent.toml")
+    );
+    assert!(unit.contains("DynamicUser=yes"), "{unit}");
+    assert!(dir.path().join("etc/ocelli/agent.toml").exists());
+    let out = ocelli().args(["agent", "uninstall", "--root", root]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!dir.path().join("etc/systemd/system/ocelli-agent.service").exists());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("kept"));
+}
