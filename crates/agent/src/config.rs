@@ -18,13 +18,8 @@ use crate::{Error, Result};
 /// loopback, so a host's metrics are not on the network until asked for.
 pub const DEFAULT_PORT: u16 = 9101;
 pub const DEFAULT_DATA_DIR: &str = "./agent-data";
-/// The `service_type` values the protocol allows.
-pub const SERVICE_TYPES: &[&str] = &["vm", "k8s"];
-/// The `csp` values the protocol allows.
-pub const CSPS: &[&str] =
-    &["aws", "azure", "gcp", "alibaba", "ncp", "ktcloud", "openstack", "onprem"];
-/// The longest identity value.
-const MAX_IDENTITY_LEN: usize = 128;
+pub use ocelli_model::identity::{CSPS, SERVICE_TYPES};
+use ocelli_model::identity::{MAX_PART as MAX_IDENTITY_LEN, is_key_char as allowed_key_char};
 
 /// How the agent hands its samples over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -98,7 +93,13 @@ impl Default for Identity {
 impl Identity {
     /// The registry key: `{ns}/{service_type}/{service_id}/{vm_id}/{csp}`.
     pub fn key(&self) -> String {
-        format!("{}/{}/{}/{}/{}", self.ns, self.service_type, self.service_id, self.vm_id, self.csp)
+        ocelli_model::identity::key(
+            &self.ns,
+            &self.service_type,
+            &self.service_id,
+            &self.vm_id,
+            &self.csp,
+        )
     }
 
     /// The six identity labels, in label-name order.
@@ -115,48 +116,16 @@ impl Identity {
 
     /// Checks every field against the protocol's rules; the first bad field is the error.
     pub fn validate(&self) -> Result<()> {
-        key_part("ns", &self.ns)?;
-        one_of("service_type", &self.service_type, SERVICE_TYPES)?;
-        key_part("service_id", &self.service_id)?;
-        key_part("vm_id", &self.vm_id)?;
-        one_of("csp", &self.csp, CSPS)?;
-        let n = self.region.chars().count();
-        if n == 0 || n > MAX_IDENTITY_LEN {
-            return Err(Error::Config(format!(
-                "region: must be 1 to {MAX_IDENTITY_LEN} characters, got {n}"
-            )));
-        }
-        Ok(())
+        ocelli_model::identity::check(
+            &self.ns,
+            &self.service_type,
+            &self.service_id,
+            &self.vm_id,
+            &self.csp,
+            &self.region,
+        )
+        .map_err(Error::Config)
     }
-}
-
-fn key_part(field: &str, v: &str) -> Result<()> {
-    if v.is_empty() || v.len() > MAX_IDENTITY_LEN {
-        return Err(Error::Config(format!(
-            "{field}: must be 1 to {MAX_IDENTITY_LEN} characters of [A-Za-z0-9_.-], got {} characters",
-            v.chars().count()
-        )));
-    }
-    if let Some(c) = v.chars().find(|c| !allowed_key_char(*c)) {
-        return Err(Error::Config(format!(
-            "{field}: {v:?} has the character {c:?}; allowed are [A-Za-z0-9_.-]"
-        )));
-    }
-    Ok(())
-}
-
-fn allowed_key_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')
-}
-
-fn one_of(field: &str, v: &str, allowed: &[&str]) -> Result<()> {
-    if allowed.contains(&v) {
-        return Ok(());
-    }
-    Err(Error::Config(format!(
-        "{field}: {v:?} is not allowed; expected one of {}",
-        allowed.join(", ")
-    )))
 }
 
 /// The host name made into a valid `vm_id`: characters outside `[A-Za-z0-9_.-]` become `_`,
@@ -402,10 +371,13 @@ mod tests {
         let mut c = valid();
         c.identity.ns = "a/b".into();
         let e = c.validate().unwrap_err().to_string();
-        assert_eq!(e, r#"ns: "a/b" has the character '/'; allowed are [A-Za-z0-9_.-]"#);
+        assert_eq!(e, r#"ns: "a/b" has '/' at position 2; only [A-Za-z0-9_.-] is allowed"#);
         let mut c = valid();
         c.identity.service_id = "x".repeat(129);
-        assert!(c.validate().unwrap_err().to_string().starts_with("service_id: must be 1 to 128"));
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "service_id: 129 characters long; at most 128 allowed"
+        );
         let mut c = valid();
         c.identity.region = String::new();
         assert!(c.validate().unwrap_err().to_string().starts_with("region: "));

@@ -43,7 +43,7 @@ fn wait_ready(addr: SocketAddr) {
 
 fn start(addr: SocketAddr, dir: &std::path::Path) -> Child {
     let child = Command::new(env!("CARGO_BIN_EXE_ocelli"))
-        .args(["server", "--listen", &addr.to_string(), "--data-dir"])
+        .args(["server", "--no-local-agent", "--listen", &addr.to_string(), "--data-dir"])
         .arg(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -126,7 +126,7 @@ fn sighup_reloads_the_scrape_config_and_keeps_it_when_the_file_is_bad() {
     let addr = free_addr();
     let log = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_ocelli"))
-        .args(["server", "--listen", &addr.to_string(), "--config"])
+        .args(["server", "--no-local-agent", "--listen", &addr.to_string(), "--config"])
         .arg(&cfg)
         .arg("--data-dir")
         .arg(dir.path().join("data"))

@@ -14,13 +14,7 @@ use serde_json::{Map, Value};
 use crate::scrape::config::check_address;
 use crate::{Error, Result};
 
-/// Values of `service_type`.
-pub const SERVICE_TYPES: [&str; 2] = ["vm", "k8s"];
-/// Values of `csp`.
-pub const CSPS: [&str; 8] =
-    ["aws", "azure", "gcp", "alibaba", "ncp", "ktcloud", "openstack", "onprem"];
-/// Longest key part, region and version, in characters.
-pub const MAX_PART: usize = 128;
+pub use ocelli_model::identity::{CSPS, MAX_PART, SERVICE_TYPES};
 /// Longest advertised address, in characters.
 const MAX_ADDRESS: usize = 255;
 /// The interval range, in whole seconds.
@@ -54,7 +48,8 @@ impl Mode {
     pub fn parse(field: &str, v: &str) -> Result<Mode> {
         Mode::ALL.into_iter().find(|m| m.as_str() == v).ok_or_else(|| {
             let allowed: Vec<&str> = Mode::ALL.iter().map(|m| m.as_str()).collect();
-            not_allowed(field, v, &allowed)
+            let e = ocelli_model::identity::check_one_of(field, v, &allowed);
+            Error::BadData(e.err().unwrap_or_default())
         })
     }
 }
@@ -80,7 +75,7 @@ impl Identity {
 
 /// The key of an agent: `{ns}/{service_type}/{service_id}/{vm_id}/{csp}`.
 pub fn key_of(ns: &str, service_type: &str, service_id: &str, vm_id: &str, csp: &str) -> String {
-    format!("{ns}/{service_type}/{service_id}/{vm_id}/{csp}")
+    ocelli_model::identity::key(ns, service_type, service_id, vm_id, csp)
 }
 
 /// What an agent sends on every heartbeat (the first one registers it).
@@ -181,51 +176,19 @@ impl Record {
     }
 }
 
-fn not_allowed(field: &str, v: &str, allowed: &[&str]) -> Error {
-    Error::BadData(format!("{field}: {v:?} is not allowed; expected one of {}", allowed.join(", ")))
-}
-
 /// Checks one key part: 1..=128 characters of `[A-Za-z0-9_.-]`.
 pub fn check_part(field: &str, v: &str) -> Result<()> {
-    let n = v.chars().count();
-    if n == 0 {
-        return Err(Error::BadData(format!(
-            "{field}: empty; expected 1 to {MAX_PART} characters of [A-Za-z0-9_.-]"
-        )));
-    }
-    if n > MAX_PART {
-        return Err(Error::BadData(format!(
-            "{field}: {n} characters long; at most {MAX_PART} allowed"
-        )));
-    }
-    if let Some((i, c)) =
-        v.chars().enumerate().find(|(_, c)| !(c.is_ascii_alphanumeric() || "_.-".contains(*c)))
-    {
-        return Err(Error::BadData(format!(
-            "{field}: {v:?} has {c:?} at position {}; only [A-Za-z0-9_.-] is allowed",
-            i + 1
-        )));
-    }
-    Ok(())
+    ocelli_model::identity::check_part(field, v).map_err(Error::BadData)
 }
 
-/// Checks a value from a closed set: a valid key part that is one of `allowed`.
+/// Checks a value from a closed set.
 pub fn check_one_of(field: &str, v: &str, allowed: &[&str]) -> Result<()> {
-    if allowed.contains(&v) { Ok(()) } else { Err(not_allowed(field, v, allowed)) }
+    ocelli_model::identity::check_one_of(field, v, allowed).map_err(Error::BadData)
 }
 
 /// Checks free text: 1..=`max` characters, no control characters.
 fn check_text(field: &str, v: &str, max: usize) -> Result<()> {
-    let n = v.chars().count();
-    if n == 0 || n > max {
-        return Err(Error::BadData(format!(
-            "{field}: {n} characters long; expected 1 to {max} characters"
-        )));
-    }
-    if v.chars().any(char::is_control) {
-        return Err(Error::BadData(format!("{field}: {v:?} holds a control character")));
-    }
-    Ok(())
+    ocelli_model::identity::check_text(field, v, max).map_err(Error::BadData)
 }
 
 /// Checks the five parts of a key, as given in a request path.
@@ -238,11 +201,11 @@ pub fn check_key(
 ) -> Result<()> {
     check_part("ns", ns)?;
     check_part("service_type", service_type)?;
-    check_one_of("service_type", service_type, &SERVICE_TYPES)?;
+    check_one_of("service_type", service_type, SERVICE_TYPES)?;
     check_part("service_id", service_id)?;
     check_part("vm_id", vm_id)?;
     check_part("csp", csp)?;
-    check_one_of("csp", csp, &CSPS)
+    check_one_of("csp", csp, CSPS)
 }
 
 /// The JSON type of a value, for messages.
@@ -319,11 +282,11 @@ pub fn parse_heartbeat(body: &[u8]) -> Result<Heartbeat> {
     };
     let ns = part("ns")?;
     let service_type = part("service_type")?;
-    check_one_of("service_type", &service_type, &SERVICE_TYPES)?;
+    check_one_of("service_type", &service_type, SERVICE_TYPES)?;
     let service_id = part("service_id")?;
     let vm_id = part("vm_id")?;
     let csp = part("csp")?;
-    check_one_of("csp", &csp, &CSPS)?;
+    check_one_of("csp", &csp, CSPS)?;
     let region = string(&m, "region")?;
     check_text("region", region, MAX_PART)?;
     let address = string(&m, "address")?;

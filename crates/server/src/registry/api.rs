@@ -132,8 +132,8 @@ fn filter(query: &str) -> Result<Filter> {
         let v = v.to_string();
         match k.as_ref() {
             "ns" | "service_id" => agent::check_part(&k, &v)?,
-            "service_type" => agent::check_one_of(&k, &v, &SERVICE_TYPES)?,
-            "csp" => agent::check_one_of(&k, &v, &CSPS)?,
+            "service_type" => agent::check_one_of(&k, &v, SERVICE_TYPES)?,
+            "csp" => agent::check_one_of(&k, &v, CSPS)?,
             "health" => agent::check_one_of(&k, &v, &["healthy", "unhealthy"])?,
             "mode" => f.mode = Some(Mode::parse("mode", &v)?),
             _ => {
