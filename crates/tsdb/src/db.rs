@@ -37,6 +37,18 @@ use crate::index::ChunkRef;
 use crate::record;
 use crate::wal::{self, FsyncPolicy, ReplayReport, Wal};
 
+/// Run on the maintenance thread after a head cut or a compaction; see [`set_after_maintenance`].
+static AFTER_MAINTENANCE: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Sets a hook the maintenance thread runs after a head cut or a compaction (once; later calls
+/// are ignored). Both allocate the whole head or block being written and free it at the end;
+/// the binary uses this to hand that memory back to the system, which its allocator would
+/// otherwise keep for the thread until it next runs (measured: about 190 MB resident after
+/// ingesting 100k series with three cuts).
+pub fn set_after_maintenance(f: fn()) {
+    let _ = AFTER_MAINTENANCE.set(f);
+}
+
 /// A series of a batch being appended, as the head had it before the append lock was taken.
 enum Resolved<'a> {
     Found(Arc<crate::head::MemSeries>),
@@ -930,11 +942,16 @@ impl Inner {
             drop(head);
             // each step on its own: a failing cut or merge (say, a full disk) must not stop
             // retention from freeing space
+            let mut worked = due;
             if due && let Err(e) = self.cut_head() {
                 tracing::error!(error = %e, "head cut failed; will retry");
             }
-            if let Err(e) = self.compact(false) {
-                tracing::error!(error = %e, "compaction failed; will retry");
+            match self.compact(false) {
+                Ok(n) => worked |= n > 0,
+                Err(e) => tracing::error!(error = %e, "compaction failed; will retry"),
+            }
+            if worked && let Some(f) = AFTER_MAINTENANCE.get() {
+                f();
             }
             if let Err(e) = self.retention() {
                 tracing::error!(error = %e, "retention failed; will retry");

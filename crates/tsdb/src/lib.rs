@@ -23,6 +23,6 @@ mod record;
 mod wal;
 
 pub use block::{BlockMeta, FileMeta};
-pub use db::{Db, Limits, OpenReport, Options, SeriesSamples, Stats};
+pub use db::{Db, Limits, OpenReport, Options, SeriesSamples, Stats, set_after_maintenance};
 pub use error::{Error, Result};
 pub use wal::{FsyncPolicy, ReplayReport};
