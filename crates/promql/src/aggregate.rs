@@ -47,10 +47,14 @@ pub(crate) fn aggregate(ctx: &Ctx<'_>, a: &AggregateExpr, steps: Steps) -> Resul
     let mut index: HashMap<Labels, usize> = HashMap::new();
     for s in &input {
         let g = group_labels(&s.labels);
-        let k = *index.entry(g.clone()).or_insert_with(|| {
-            groups.push(g);
-            groups.len() - 1
-        });
+        let k = match index.get(&g) {
+            Some(&k) => k,
+            None => {
+                index.insert(g.clone(), groups.len());
+                groups.push(g);
+                groups.len() - 1
+            }
+        };
         group_of.push(k);
     }
     let scalar_param = |name: &str| -> Result<Vec<f64>> {

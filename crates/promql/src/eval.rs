@@ -403,18 +403,27 @@ impl<'a> Ctx<'a> {
 /// Merges series with equal label sets (after a name was dropped, say); two values at one step
 /// is the error Prometheus reports for it.
 pub(crate) fn merge_same_labels(vs: Vec<VSeries>) -> Result<Val> {
-    let mut index: HashMap<Labels, usize> = HashMap::with_capacity(vs.len());
+    // keyed by the label set's 64-bit id rather than a clone of it: this runs on every series
+    // a function returns, and cloning each label set cost more than the function (measured);
+    // equal ids with different labels (a hash collision) fall back to a search
+    let mut index: HashMap<u64, usize> = HashMap::with_capacity(vs.len());
     let mut out: Vec<VSeries> = Vec::with_capacity(vs.len());
     for s in vs {
         if s.is_empty() {
             continue;
         }
-        match index.get(&s.labels) {
+        let id = s.labels.series_id().0;
+        let same = match index.get(&id) {
+            Some(&k) if out[k].labels == s.labels => Some(k),
+            Some(_) => out.iter().position(|o| o.labels == s.labels),
+            None => None,
+        };
+        match same {
             None => {
-                index.insert(s.labels.clone(), out.len());
+                index.entry(id).or_insert(out.len());
                 out.push(s);
             }
-            Some(&k) => {
+            Some(k) => {
                 let o = &mut out[k];
                 for (a, b) in o.vals.iter_mut().zip(s.vals) {
                     if b.is_some() {
