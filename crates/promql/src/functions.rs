@@ -16,7 +16,7 @@ use regex::Regex;
 
 use crate::aggregate::{avg, quantile, variance};
 use crate::eval::{Ctx, absent_labels, merge_same_labels};
-use crate::value::{Range, Steps, VSeries, Val, drop_name, set_label};
+use crate::value::{Range, Steps, VSeries, Val, drop_name, set_label, without_name};
 use crate::{Error, Result};
 
 /// Registers the functions of Prometheus 2.42 that the parser no longer knows by that name.
@@ -92,7 +92,7 @@ fn range_fn_with<P>(
             let ts = if at.is_some() { steps.start } else { steps.at(i) };
             *slot = f(&p, &s.samples, lo, hi, &Window { ts, start, end, range, i });
         }
-        let labels = if keep_name { s.labels } else { drop_name(&s.labels) };
+        let labels = if keep_name { s.labels } else { without_name(s.labels) };
         out.push(VSeries::new(labels, vals));
         Ok(())
     })?;

@@ -126,6 +126,16 @@ pub(crate) fn drop_name(l: &Labels) -> Labels {
     Labels::from_sorted(l.iter().filter(|x| x.name != METRIC_NAME).cloned().collect())
 }
 
+/// [`drop_name`] of an owned label set, without copying it.
+pub(crate) fn without_name(l: Labels) -> Labels {
+    if l.get(METRIC_NAME).is_none() {
+        return l;
+    }
+    let mut v = l.into_vec();
+    v.retain(|x| x.name != METRIC_NAME);
+    Labels::from_sorted(v)
+}
+
 pub(crate) fn keep_only(l: &Labels, names: &[String]) -> Labels {
     Labels::from_sorted(l.iter().filter(|x| names.contains(&x.name)).cloned().collect())
 }
