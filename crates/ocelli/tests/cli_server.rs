@@ -41,7 +41,32 @@ fn wait_ready(addr: SocketAddr) {
     }
 }
 
-fn start(addr: SocketAddr, dir: &std::path::Path) -> Child {
+/// A server process, killed when dropped so that a failing test leaves nothing running.
+struct Proc(Option<Child>);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl std::ops::Deref for Proc {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        self.0.as_ref().unwrap()
+    }
+}
+
+impl std::ops::DerefMut for Proc {
+    fn deref_mut(&mut self) -> &mut Child {
+        self.0.as_mut().unwrap()
+    }
+}
+
+fn start(addr: SocketAddr, dir: &std::path::Path) -> Proc {
     let child = Command::new(env!("CARGO_BIN_EXE_ocelli"))
         .args(["server", "--no-local-agent", "--listen", &addr.to_string(), "--data-dir"])
         .arg(dir)
@@ -49,11 +74,13 @@ fn start(addr: SocketAddr, dir: &std::path::Path) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let child = Proc(Some(child));
     wait_ready(addr);
     child
 }
 
-fn sigterm(mut child: Child) {
+fn sigterm(mut p: Proc) {
+    let mut child = p.0.take().unwrap();
     let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(kill.success());
     let status = child.wait().unwrap();
@@ -125,15 +152,17 @@ fn sighup_reloads_the_scrape_config_and_keeps_it_when_the_file_is_bad() {
     std::fs::write(&cfg, job("a")).unwrap();
     let addr = free_addr();
     let log = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ocelli"))
-        .args(["server", "--no-local-agent", "--listen", &addr.to_string(), "--config"])
-        .arg(&cfg)
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let mut child = Proc(Some(
+        Command::new(env!("CARGO_BIN_EXE_ocelli"))
+            .args(["server", "--no-local-agent", "--listen", &addr.to_string(), "--config"])
+            .arg(&cfg)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    ));
     wait_ready(addr);
     assert_eq!(pools(addr), ["a"]);
     let hup = |child: &Child| {
