@@ -422,10 +422,10 @@ impl Block {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<(Labels, Vec<Sample>)>> {
-        let ids = postings::select(&self.index.reader(&self.index_map), matchers);
+        let ids = self.select_ids(matchers);
         let mut out = Vec::with_capacity(ids.len() as usize);
         for i in ids {
-            let (labels, chunks) = self.index.series(&self.index_map, i)?;
+            let (labels, chunks) = self.series_chunks(i)?;
             let samples = self.read_chunks(&chunks, mint, maxt)?;
             if !samples.is_empty() {
                 out.push((labels, samples));

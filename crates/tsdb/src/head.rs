@@ -360,7 +360,7 @@ impl Head {
     }
 
     /// Every series with its label set and samples in `[mint, maxt]` (none if empty there), in
-    /// series-number order.
+    /// label order (the engine streams through [`Head::select_sorted`]; this is for tests).
     #[cfg(test)]
     pub(crate) fn select(
         &self,
@@ -368,24 +368,10 @@ impl Head {
         mint: i64,
         maxt: i64,
     ) -> Vec<(Labels, Vec<Sample>)> {
-        let (series, labels): (Vec<Arc<MemSeries>>, Vec<Labels>) = {
-            let ix = self.index.read();
-            postings::select(&*ix, matchers)
-                .iter()
-                .map(|r| {
-                    let s = ix.series[r as usize].clone();
-                    let l = ix.labels_of(&s);
-                    (s, l)
-                })
-                .unzip()
-        };
-        series
-            .iter()
-            .zip(labels)
-            .filter_map(|(s, l)| {
-                let samples = series_samples(s, mint, maxt);
-                (!samples.is_empty()).then_some((l, samples))
-            })
+        self.select_sorted(matchers)
+            .into_iter()
+            .map(|(l, s)| (l, series_samples(&s, mint, maxt)))
+            .filter(|(_, samples)| !samples.is_empty())
             .collect()
     }
 

@@ -229,11 +229,6 @@ impl RawRequest<'_> {
             samples: &self.samples[s.clone()],
         })
     }
-
-    /// The number of samples in the request.
-    pub fn samples(&self) -> usize {
-        self.samples.len()
-    }
 }
 
 /// Decodes a decompressed `WriteRequest` without copying its strings; see [`RawRequest`].
