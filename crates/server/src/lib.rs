@@ -10,6 +10,7 @@
 //! Server-pull scraping of Prometheus targets is [`scrape`].
 //! The agent registry (agents, their mode, health and on-demand calls) is [`registry`].
 
+pub mod alerting;
 pub mod config;
 pub mod error;
 pub mod http;

@@ -1,0 +1,1 @@
+//! Threshold alarms: REST definitions turned into rule groups and routes. (Being written.)

@@ -1,0 +1,1 @@
+//! The alarm history: durable state changes and notification attempts. (Being written.)

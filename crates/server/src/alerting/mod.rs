@@ -1,0 +1,153 @@
+//! Alerting: rules, the notifier, threshold alarms and the alarm history, in one process.
+//!
+//! The parts and how they meet:
+//! - [`rules`] loads Prometheus rule files and the rule groups made from threshold alarms,
+//!   evaluates them on the PromQL engine, writes recording-rule series, `ALERTS` and
+//!   `ALERTS_FOR_STATE`, and hands active and resolved alerts to an [`AlertSink`].
+//! - [`notify`] is the notifier (Alertmanager's semantics: routing, grouping, deduplication,
+//!   inhibition, silences, resolved notifications) with its receivers (Slack, e-mail, webhook,
+//!   forwarding to an external Alertmanager); it implements [`AlertSink`].
+//! - [`alarms`] keeps CB-Dragonfly-style threshold alarms (REST `/api/v1/alarms`) and turns
+//!   each into a [`GroupSpec`] for the rule manager and routes for the notifier.
+//! - [`history`] stores every alert state change and every notification attempt durably
+//!   ([`HistorySink`]) and answers queries over them.
+//!
+//! The types in this module are the contract between those parts; each part is free inside.
+
+pub mod alarms;
+pub mod history;
+pub mod notify;
+pub mod rules;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Label pairs as alerts carry them: sorted by name, metric name included as `__name__` only
+/// where a rule kept it (alerts normally have `alertname` instead).
+pub type LabelMap = BTreeMap<String, String>;
+
+/// An alert as the rule manager sends it to the notifier: the shape of Alertmanager's
+/// `POST /api/v2/alerts` body items. An alert whose `ends_at_ms` is at or before now is
+/// resolved; a firing one carries an `ends_at_ms` in the future (the rule manager sets it to
+/// now + 4 × its resend delay, as Prometheus does), so an alert that stops being sent resolves
+/// by itself.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    pub labels: LabelMap,
+    pub annotations: LabelMap,
+    pub starts_at_ms: i64,
+    pub ends_at_ms: i64,
+    pub generator_url: String,
+}
+
+/// Where the rule manager sends alerts. Called from the evaluation loop; must not block.
+pub trait AlertSink: Send + Sync + 'static {
+    fn send(&self, alerts: Vec<Alert>);
+}
+
+/// One rule group as the rule manager runs it, read from a rule file or made from an alarm.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GroupSpec {
+    pub name: String,
+    /// Where it came from: a rule file's path, or `alarm:<id>`. Groups are replaced per source.
+    pub source: String,
+    /// Evaluation interval; `None` takes the configured default.
+    pub interval: Option<Duration>,
+    /// Prometheus' `limit`: at most this many series or alerts per rule (0 = no limit).
+    pub limit: usize,
+    pub rules: Vec<RuleSpec>,
+}
+
+/// One rule of a group.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RuleSpec {
+    Record {
+        record: String,
+        expr: String,
+        labels: LabelMap,
+    },
+    Alert {
+        alert: String,
+        expr: String,
+        for_: Duration,
+        keep_firing_for: Duration,
+        labels: LabelMap,
+        annotations: LabelMap,
+    },
+}
+
+/// The states an alert goes through, as history records them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertState {
+    Pending,
+    Firing,
+    Resolved,
+}
+
+/// What the alarm history stores: a state change of one alert, or one notification attempt.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum HistoryEvent {
+    /// An alert (identified by its labels, which include `alertname` and, for alarms,
+    /// `alarm_id` and `severity`) changed state.
+    State {
+        at_ms: i64,
+        /// The rule group's name and source, for filtering by rule file or alarm.
+        group: String,
+        rule: String,
+        labels: LabelMap,
+        state: AlertState,
+        /// The expression's value at the change.
+        value: f64,
+    },
+    /// The notifier tried to deliver a notification for a group of alerts.
+    Notification {
+        at_ms: i64,
+        /// The receiver's name in the notifier config.
+        receiver: String,
+        /// `slack`, `email`, `webhook` or `alertmanager`.
+        integration: String,
+        /// The labels of every alert in the notification.
+        alerts: Vec<LabelMap>,
+        /// Whether the notification reported the alerts firing or resolved.
+        resolved: bool,
+        /// 1 for the first try.
+        attempt: u32,
+        outcome: Outcome,
+        /// Why it failed, as precisely as the integration says.
+        error: Option<String>,
+    },
+}
+
+/// How a notification attempt ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Delivered (the receiver answered 2xx, the SMTP server accepted the message).
+    Success,
+    /// Failed; it will be tried again.
+    Retry,
+    /// Failed for good (a permanent error, or out of retries).
+    Failure,
+    /// Not sent because a silence or an inhibition suppressed it.
+    Suppressed,
+}
+
+/// Where state changes and notification attempts are recorded. Must not block for long:
+/// implementations write on their own.
+pub trait HistorySink: Send + Sync + 'static {
+    fn record(&self, events: Vec<HistoryEvent>);
+}
+
+/// A history kept in memory, for tests of the parts that record into one.
+#[derive(Debug, Default)]
+pub struct MemoryHistory(pub parking_lot::Mutex<Vec<HistoryEvent>>);
+
+impl HistorySink for MemoryHistory {
+    fn record(&self, events: Vec<HistoryEvent>) {
+        self.0.lock().extend(events);
+    }
+}

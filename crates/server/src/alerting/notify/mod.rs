@@ -1,0 +1,1 @@
+//! The notifier: routing, grouping, inhibition, silences and receivers. (Being written.)

@@ -1,0 +1,1 @@
+//! Rule groups: loading, evaluation, alert state, and the rules and alerts API. (Being written.)
