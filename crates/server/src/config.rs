@@ -33,6 +33,8 @@ pub struct Config {
     pub registry: crate::registry::RegistryConfig,
     /// The agent `ocelli server` runs for its own host (`[local_agent]`).
     pub local_agent: LocalAgentConfig,
+    /// The alarm history (`[history]`); see `crate::alerting::history`.
+    pub history: crate::alerting::history::HistoryConfig,
     /// The file this config was read from, if any: reloading reads it again.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -52,6 +54,7 @@ impl Default for Config {
             scrape_configs: Vec::new(),
             registry: crate::registry::RegistryConfig::default(),
             local_agent: LocalAgentConfig::default(),
+            history: crate::alerting::history::HistoryConfig::default(),
             source: None,
         }
     }

@@ -32,6 +32,9 @@ pub enum Error {
     /// The thing the request names does not exist (an unknown agent).
     #[error("{0}")]
     NotFound(String),
+    /// The request conflicts with what exists (an alarm id already taken).
+    #[error("{0}")]
+    Conflict(String),
     /// A peer the server called for the request failed (an agent unreachable on demand).
     #[error("{0}")]
     BadGateway(String),
@@ -63,6 +66,7 @@ impl Error {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
             }
             Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Error::Conflict(_) => (StatusCode::CONFLICT, "bad_data"),
             Error::BadGateway(_) => (StatusCode::BAD_GATEWAY, "unavailable"),
             Error::GatewayTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
             Error::Query(e) => match e.error_type() {

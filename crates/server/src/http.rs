@@ -40,6 +40,8 @@ pub(crate) struct AppState {
     pub requests: Arc<crate::metrics::RequestMetrics>,
     pub scrape: crate::scrape::Scraper,
     pub registry: crate::registry::Registry,
+    pub history: crate::alerting::history::History,
+    pub alarms: crate::alerting::alarms::Alarms,
 }
 
 impl axum::extract::FromRef<AppState> for crate::scrape::Scraper {
@@ -90,8 +92,11 @@ impl Server {
         let metadata: Arc<crate::query::MetadataStore> = Arc::default();
         let scrape = crate::scrape::Scraper::new(db.clone(), metadata.clone(), &config)?;
         let registry = crate::registry::Registry::open(&config, scrape.clone()).await?;
+        let (history, alarms) = crate::alerting::open(&config).await?;
         let state = AppState {
             registry: registry.clone(),
+            history,
+            alarms,
             scrape: scrape.clone(),
             db: db.clone(),
             limits: ocelli_wire::remote_write::Limits {
@@ -195,6 +200,7 @@ fn router(state: AppState) -> Router {
         .route("/metrics/job/{*rest}", pushgateway::routes(false))
         .route("/metrics/job@base64/{*rest}", pushgateway::routes(true))
         .merge(crate::registry::api::routes())
+        .merge(crate::alerting::alarms::api::routes())
         // each handler reads its body through `read_body`, which enforces the limit with a
         // precise message
         .layer(DefaultBodyLimit::disable())

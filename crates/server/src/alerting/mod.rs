@@ -151,3 +151,33 @@ impl HistorySink for MemoryHistory {
         self.0.lock().extend(events);
     }
 }
+
+/// Opens the alarm history and the alarms in the data directory.
+pub(crate) async fn open(
+    config: &crate::Config,
+) -> crate::Result<(history::History, alarms::Alarms)> {
+    let dir = config.data_dir.clone();
+    let hc = config.history.clone();
+    tokio::task::spawn_blocking(move || {
+        let history = history::History::open(&dir, &hc)?;
+        let installer = std::sync::Arc::new(Unwired);
+        let alarms = alarms::Alarms::open(&dir, installer)?;
+        Ok((history, alarms))
+    })
+    .await
+    .map_err(|e| crate::Error::Internal(e.to_string()))?
+}
+
+/// Stands in for the rule manager and notifier until they are wired in: no receivers, and
+/// every alarm refused as not runnable.
+struct Unwired;
+
+impl alarms::Installer for Unwired {
+    fn receivers(&self) -> Vec<String> {
+        Vec::new()
+    }
+    fn set_groups(&self, _: &str, groups: Vec<GroupSpec>) -> Result<(), String> {
+        if groups.is_empty() { Ok(()) } else { Err("the rule manager is not running".into()) }
+    }
+    fn set_routes(&self, _: Vec<(String, String)>) {}
+}
