@@ -33,6 +33,8 @@ pub struct Config {
     pub registry: crate::registry::RegistryConfig,
     /// The agent `ocelli server` runs for its own host (`[local_agent]`).
     pub local_agent: LocalAgentConfig,
+    /// Rule files and rule evaluation (`[rules]`); see `crate::alerting::rules`.
+    pub rules: crate::alerting::rules::RulesConfig,
     /// The file this config was read from, if any: reloading reads it again.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -52,6 +54,7 @@ impl Default for Config {
             scrape_configs: Vec::new(),
             registry: crate::registry::RegistryConfig::default(),
             local_agent: LocalAgentConfig::default(),
+            rules: crate::alerting::rules::RulesConfig::default(),
             source: None,
         }
     }
@@ -208,6 +211,7 @@ impl Config {
         crate::scrape::jobs_of(&c)
             .map_err(|detail| Error::Config { path: origin.into(), detail })?;
         c.registry.settings().map_err(|detail| Error::Config { path: origin.into(), detail })?;
+        c.rules.settings().map_err(|detail| Error::Config { path: origin.into(), detail })?;
         Ok(c)
     }
 
@@ -294,6 +298,7 @@ mod tests {
         assert_eq!(c.query.max_samples, d.query.max_samples);
         assert_eq!(c.query.default_subquery_step, d.query.default_subquery_step);
         assert_eq!(c.registry, d.registry);
+        assert_eq!(c.rules, d.rules);
     }
 
     #[test]
