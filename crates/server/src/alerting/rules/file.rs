@@ -408,6 +408,16 @@ groups:
     }
 
     #[test]
+    fn plain_scalars_are_strings_as_in_prometheus() {
+        let text = "groups:\n  - name: 1\n    rules:\n      - alert: A\n        expr: 1\n        for: 0\n        labels:\n          priority: 2\n          page: true\n";
+        let g = parse("r.yml", text, Duration::from_secs(60)).unwrap();
+        assert_eq!(g[0].name, "1");
+        let RuleSpec::Alert { expr, for_, labels, .. } = &g[0].rules[0] else { panic!() };
+        assert_eq!((expr.as_str(), *for_), ("1", Duration::ZERO));
+        assert_eq!((labels["priority"].as_str(), labels["page"].as_str()), ("2", "true"));
+    }
+
+    #[test]
     fn yaml_and_schema_errors_name_the_place() {
         let e = errors(
             "groups:\n  - name: a\n    rules:\n      - alert: X\n        expr: up\n        severity: page\n",

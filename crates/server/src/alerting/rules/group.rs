@@ -406,22 +406,18 @@ impl Group {
                     keep_firing_for.as_millis() as i64,
                     limit,
                 )?;
-                if !changes.is_empty() {
-                    let group = self.key();
-                    env.history.record(
-                        changes
-                            .into_iter()
-                            .map(|c| HistoryEvent::State {
-                                at_ms: ts,
-                                group: group.clone(),
-                                rule: rule.name.clone(),
-                                labels: c.labels,
-                                state: c.state,
-                                value: c.value,
-                            })
-                            .collect(),
-                    );
-                }
+                let group = self.key();
+                let events: Vec<HistoryEvent> = changes
+                    .into_iter()
+                    .map(|c| HistoryEvent::State {
+                        at_ms: ts,
+                        group: group.clone(),
+                        rule: rule.name.clone(),
+                        labels: c.labels,
+                        state: c.state,
+                        value: c.value,
+                    })
+                    .collect();
                 let mut out = Vec::new();
                 if st.restored {
                     for a in st.alerts.values().filter(|a| a.state != State::Inactive) {
@@ -432,6 +428,9 @@ impl Group {
                 }
                 let to_send = self.due_alerts(settings, &rule.query, &mut st.alerts, ts);
                 drop(st);
+                if !events.is_empty() {
+                    env.history.record(events);
+                }
                 if !to_send.is_empty() {
                     env.sink.send(to_send);
                 }
@@ -734,8 +733,7 @@ fn alert_series(
 
 /// Prometheus' `TableLinkForExpression`.
 pub fn table_link(expr: &str) -> String {
-    let q: String = form_urlencoded::byte_serialize(expr.as_bytes()).collect();
-    format!("/graph?g0.expr={q}&g0.tab=1")
+    super::template::expression_link(expr, 1)
 }
 
 /// FNV-1a over the parts (with a separator), for slot offsets that stay the same across

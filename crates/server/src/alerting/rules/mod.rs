@@ -326,7 +326,8 @@ impl RuleManager {
             let message = "the rule manager is shut down".to_string();
             return Err(vec![RuleError { at: source.into(), group: None, rule: None, message }]);
         }
-        let compiled = self.compile(source, groups, st.started)?;
+        let interval = self.inner.env.settings.read().evaluation_interval;
+        let compiled = compile(source, groups, interval, st.started)?;
         self.apply(&mut st, vec![(source.to_string(), compiled)]).await;
         Ok(())
     }
@@ -334,34 +335,6 @@ impl RuleManager {
     /// Removes every group of `source`, writing stale markers for their series.
     pub async fn remove_source(&self, source: &str) {
         let _ = self.set_source(source, Vec::new()).await;
-    }
-
-    fn compile(
-        &self,
-        source: &str,
-        groups: Vec<GroupSpec>,
-        started: bool,
-    ) -> std::result::Result<Vec<Group>, Vec<RuleError>> {
-        let interval = self.inner.env.settings.read().evaluation_interval;
-        let mut errs = Vec::new();
-        let mut names = BTreeSet::new();
-        let mut out = Vec::new();
-        for mut spec in groups {
-            spec.source = source.to_string();
-            if !names.insert(spec.name.clone()) {
-                errs.push(RuleError {
-                    at: source.into(),
-                    group: None,
-                    rule: None,
-                    message: format!("group name {:?} is repeated in the same source", spec.name),
-                });
-            }
-            match Group::compile(spec.clone(), interval, started) {
-                Ok(g) => out.push(g),
-                Err(e) => errs.extend(group::located(&spec, source, e)),
-            }
-        }
-        if errs.is_empty() { Ok(out) } else { Err(errs) }
     }
 
     /// Swaps in new groups per source: unchanged ones keep running, changed ones take over
@@ -409,7 +382,8 @@ impl RuleManager {
     pub async fn load_files(&self) -> Result<()> {
         let mut st = self.inner.state.lock().await;
         let (patterns, base) = (st.patterns.clone(), st.base.clone());
-        self.load_into(&mut st, patterns, base).await
+        let settings = self.inner.env.settings.read().clone();
+        self.load_into(&mut st, patterns, base, settings).await
     }
 
     /// Reads the config file's `[rules]` section and the rule files again and applies them;
@@ -420,24 +394,24 @@ impl RuleManager {
             return Err(Error::Unavailable("the rule manager is shut down".into()));
         }
         let (mut patterns, mut base) = (st.patterns.clone(), st.base.clone());
+        let mut settings = self.inner.env.settings.read().clone();
         if let Some(path) = self.inner.config_source.clone() {
             let config = match tokio::task::spawn_blocking(move || Config::load(&path)).await {
                 Ok(Ok(c)) => c,
                 Ok(Err(e)) => return Err(self.failed(e.to_string())),
                 Err(e) => return Err(Error::Internal(e.to_string())),
             };
-            let mut settings = match config.rules.settings() {
+            settings = match config.rules.settings() {
                 Ok(s) => s,
                 Err(e) => return Err(self.failed(e)),
             };
             if settings.external_url.is_empty() {
                 settings.external_url = self.inner.default_url.lock().clone();
             }
-            *self.inner.env.settings.write() = settings;
             patterns = config.rules.files.clone();
             base = base_of(&config);
         }
-        self.load_into(&mut st, patterns, base).await
+        self.load_into(&mut st, patterns, base, settings).await
     }
 
     /// Records a failed load and turns it into the error returned.
@@ -449,8 +423,15 @@ impl RuleManager {
         Error::BadData(format!("loading rule files failed: {detail}"))
     }
 
-    async fn load_into(&self, st: &mut State, patterns: Vec<String>, base: PathBuf) -> Result<()> {
-        let interval = self.inner.env.settings.read().evaluation_interval;
+    /// Loads the rule files and, if every one is valid, applies them and `settings`.
+    async fn load_into(
+        &self,
+        st: &mut State,
+        patterns: Vec<String>,
+        base: PathBuf,
+        settings: Settings,
+    ) -> Result<()> {
+        let interval = settings.evaluation_interval;
         let (p, b) = (patterns.clone(), base.clone());
         let files = tokio::task::spawn_blocking(move || file::load(&p, &b, interval))
             .await
@@ -464,7 +445,7 @@ impl RuleManager {
         };
         let mut updates = Vec::new();
         for (source, specs) in &files {
-            match self.compile(source, specs.clone(), st.started) {
+            match compile(source, specs.clone(), interval, st.started) {
                 Ok(g) => updates.push((source.clone(), g)),
                 Err(errs) => {
                     let text: Vec<String> = errs.iter().map(ToString::to_string).collect();
@@ -475,6 +456,7 @@ impl RuleManager {
         for gone in st.file_sources.iter().filter(|s| !files.contains_key(*s)) {
             updates.push((gone.clone(), Vec::new()));
         }
+        *self.inner.env.settings.write() = settings;
         st.file_sources = files.keys().cloned().collect();
         st.patterns = patterns;
         st.base = base;
@@ -526,6 +508,35 @@ impl RuleManager {
     pub fn reload_status(&self) -> ReloadStatus {
         self.inner.reload.lock().clone()
     }
+}
+
+/// Checks and compiles the groups of one source (their `source` set to it); group names must
+/// be unique in it.
+fn compile(
+    source: &str,
+    groups: Vec<GroupSpec>,
+    interval: Duration,
+    started: bool,
+) -> std::result::Result<Vec<Group>, Vec<RuleError>> {
+    let mut errs = Vec::new();
+    let mut names = BTreeSet::new();
+    let mut out = Vec::new();
+    for mut spec in groups {
+        spec.source = source.to_string();
+        if !names.insert(spec.name.clone()) {
+            errs.push(RuleError {
+                at: source.into(),
+                group: None,
+                rule: None,
+                message: format!("group name {:?} is repeated in the same source", spec.name),
+            });
+        }
+        match Group::compile(spec.clone(), interval, started) {
+            Ok(g) => out.push(g),
+            Err(e) => errs.extend(group::located(&spec, source, e)),
+        }
+    }
+    if errs.is_empty() { Ok(out) } else { Err(errs) }
 }
 
 async fn stop(tx: tokio::sync::watch::Sender<bool>, task: Option<JoinHandle<()>>, g: &Group) {

@@ -821,6 +821,12 @@ fn regex(pattern: &str) -> Result<regex::Regex, String> {
     })
 }
 
+/// Prometheus' link to an expression in its UI: the graph (`tab` 0) or the table (1).
+pub fn expression_link(expr: &str, tab: u8) -> String {
+    let q: String = form_urlencoded::byte_serialize(expr.as_bytes()).collect();
+    format!("/graph?g0.expr={q}&g0.tab={tab}")
+}
+
 /// Go's comparison of two basic values: `Some(ordering)`, or an error for mixed kinds.
 fn compare(a: &Val, b: &Val) -> Result<Option<std::cmp::Ordering>, String> {
     match (a, b) {
@@ -907,11 +913,8 @@ fn call(name: &str, mut args: Vec<Val>, data: &Data<'_>) -> Result<Val, String> 
             let ms = super::parse_duration(&s)?;
             Val::Float(ms.as_secs_f64())
         }
-        "graphLink" | "tableLink" => {
-            let q: String = form_urlencoded::byte_serialize(s1(&args)?.as_bytes()).collect();
-            let tab = if name == "graphLink" { 0 } else { 1 };
-            Val::Str(format!("/graph?g0.expr={q}&g0.tab={tab}"))
-        }
+        "graphLink" => Val::Str(expression_link(&s1(&args)?, 0)),
+        "tableLink" => Val::Str(expression_link(&s1(&args)?, 1)),
         "urlquery" => {
             let s: String = args.iter().map(Val::print).collect();
             Val::Str(form_urlencoded::byte_serialize(s.as_bytes()).collect())
