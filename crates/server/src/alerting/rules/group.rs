@@ -867,6 +867,85 @@ mod tests {
         );
     }
 
+    fn env() -> (tempfile::TempDir, Env) {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = ocelli_tsdb::Options { background: false, ..Default::default() };
+        let (db, _) = Db::open(dir.path(), opts).unwrap();
+        let env = Env {
+            db: parking_lot::RwLock::new(Some(Arc::new(db))),
+            engine: Arc::new(ocelli_promql::Engine::default()),
+            sink: Arc::new(super::super::NullSink),
+            history: Arc::new(super::super::NullHistory),
+            settings: parking_lot::RwLock::new(
+                super::super::RulesConfig::default().settings().unwrap(),
+            ),
+        };
+        (dir, env)
+    }
+
+    fn put(env: &Env, a: &str, t: i64, v: f64) {
+        let labels = Labels::from_pairs([("__name__", "x"), ("a", a)]).unwrap();
+        env.db()
+            .unwrap()
+            .append(&[SeriesSamples { labels, samples: vec![Sample::new(t, v)] }])
+            .unwrap();
+    }
+
+    fn samples(env: &Env, name: &str) -> Vec<(String, Vec<(i64, f64)>)> {
+        let m = [Matcher::equal("__name__", name)];
+        let found = env.db().unwrap().select(&m, 0, i64::MAX).unwrap();
+        found
+            .into_iter()
+            .map(|s| {
+                let pts = s.samples.iter().map(|x| (x.t, x.v)).collect();
+                (s.labels.get("a").unwrap_or("").to_string(), pts)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn recording_rules_write_series_and_stale_markers_and_refuse_duplicates() {
+        let (_dir, env) = env();
+        put(&env, "1", 1_000, 1.0);
+        put(&env, "2", 1_000, 2.0);
+        let rec = |name: &str, labels: &[(&str, &str)]| RuleSpec::Record {
+            record: name.into(),
+            expr: "x".into(),
+            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        };
+        let g = Group::compile(
+            spec(vec![rec("y", &[("r", "1")]), rec("z", &[("a", "")])]),
+            Duration::from_secs(60),
+            true,
+        )
+        .unwrap();
+        g.eval(&env, 2_000);
+        assert_eq!(
+            samples(&env, "y"),
+            [("1".into(), vec![(2_000, 1.0)]), ("2".into(), vec![(2_000, 2.0)])]
+        );
+        // z drops the only label telling the two apart: the evaluation fails, nothing written
+        let z = g.rules[1].state.lock();
+        assert_eq!(z.health, Health::Bad);
+        assert_eq!(
+            z.last_error.as_deref(),
+            Some("vector contains metrics with the same labelset after applying rule labels")
+        );
+        drop(z);
+        assert!(samples(&env, "z").is_empty());
+        assert_eq!(g.metrics.failures.load(Ordering::Relaxed), 1);
+
+        // x{a="1"} goes stale: so does y{a="1"}, at the next evaluation
+        put(&env, "1", 2_500, STALE_NAN);
+        g.eval(&env, 3_000);
+        let y = samples(&env, "y");
+        assert_eq!(y[0].1.len(), 2);
+        assert_eq!(y[0].1[1].0, 3_000);
+        assert!(is_stale_nan(y[0].1[1].1));
+        assert_eq!(y[1].1, [(2_000, 2.0), (3_000, 2.0)]);
+        assert_eq!(g.rules[0].state.lock().health, Health::Good);
+    }
+
     #[test]
     fn table_links_escape_the_expression() {
         assert_eq!(table_link("up == 0"), "/graph?g0.expr=up+%3D%3D+0&g0.tab=1");
