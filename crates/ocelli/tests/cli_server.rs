@@ -139,6 +139,43 @@ fn pools(addr: SocketAddr) -> Vec<String> {
     active.iter().map(|t| t["scrapePool"].as_str().unwrap().to_string()).collect()
 }
 
+/// Starts `ocelli server --config cfg` on a free port with its data and `stderr.log` in `dir`.
+fn serve_config(dir: &std::path::Path, cfg: &std::path::Path) -> (Proc, SocketAddr) {
+    let addr = free_addr();
+    let log = std::fs::File::create(dir.join("stderr.log")).unwrap();
+    let child = Proc(Some(
+        Command::new(env!("CARGO_BIN_EXE_ocelli"))
+            .args(["server", "--no-local-agent", "--listen", &addr.to_string(), "--config"])
+            .arg(cfg)
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    ));
+    wait_ready(addr);
+    (child, addr)
+}
+
+fn hup(child: &Child) {
+    let kill = Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+}
+
+/// Waits up to 10 s for `what` to be in the server's stderr log in `dir`.
+fn wait_logged(dir: &std::path::Path, what: &str) -> String {
+    let t0 = Instant::now();
+    loop {
+        let log = std::fs::read_to_string(dir.join("stderr.log")).unwrap();
+        if log.contains(what) {
+            return log;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "{what:?} not logged: {log}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn sighup_reloads_the_scrape_config_and_keeps_it_when_the_file_is_bad() {
     let dir = tempfile::tempdir().unwrap();
@@ -150,25 +187,8 @@ fn sighup_reloads_the_scrape_config_and_keeps_it_when_the_file_is_bad() {
         )
     };
     std::fs::write(&cfg, job("a")).unwrap();
-    let addr = free_addr();
-    let log = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
-    let mut child = Proc(Some(
-        Command::new(env!("CARGO_BIN_EXE_ocelli"))
-            .args(["server", "--no-local-agent", "--listen", &addr.to_string(), "--config"])
-            .arg(&cfg)
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    ));
-    wait_ready(addr);
+    let (mut child, addr) = serve_config(dir.path(), &cfg);
     assert_eq!(pools(addr), ["a"]);
-    let hup = |child: &Child| {
-        let kill = Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap();
-        assert!(kill.success());
-    };
 
     std::fs::write(&cfg, job("b")).unwrap();
     hup(&child);
@@ -181,15 +201,50 @@ fn sighup_reloads_the_scrape_config_and_keeps_it_when_the_file_is_bad() {
     // a bad file: logged, and job b keeps running
     std::fs::write(&cfg, job("c").replace("1h", "soon")).unwrap();
     hup(&child);
-    let stderr = dir.path().join("stderr.log");
-    let t0 = Instant::now();
-    while !std::fs::read_to_string(&stderr).unwrap().contains("reload failed") {
-        assert!(t0.elapsed() < Duration::from_secs(10), "no error logged for the bad file");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let log = std::fs::read_to_string(&stderr).unwrap();
+    let log = wait_logged(dir.path(), "reload failed");
     assert!(log.contains("ocelli.toml: scrape_configs[0] (job \"c\"): scrape_interval"), "{log}");
     assert_eq!(pools(addr), ["b"]);
     assert!(child.try_wait().unwrap().is_none(), "SIGHUP ended the server");
+    sigterm(child);
+}
+
+/// The rule groups `/api/v1/rules` lists, by name.
+fn rule_groups(addr: SocketAddr) -> Vec<String> {
+    let (_, body) = http(addr, "GET", "/api/v1/rules", b"").unwrap();
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let groups = v["data"]["groups"].as_array().unwrap();
+    groups.iter().map(|g| g["name"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn sighup_reloads_the_rule_files_and_keeps_them_when_one_is_bad() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("ocelli.toml");
+    std::fs::write(&cfg, "[rules]\nfiles = [\"rules/*.yml\"]\n").unwrap();
+    std::fs::create_dir(dir.path().join("rules")).unwrap();
+    let rules = dir.path().join("rules/r.yml");
+    let group = |name: &str| {
+        format!(
+            "groups:\n  - name: {name}\n    rules:\n      - record: x:sum\n        expr: sum(x)\n"
+        )
+    };
+    std::fs::write(&rules, group("a")).unwrap();
+    let (child, addr) = serve_config(dir.path(), &cfg);
+    assert_eq!(rule_groups(addr), ["a"]);
+
+    std::fs::write(&rules, group("b")).unwrap();
+    hup(&child);
+    let t0 = Instant::now();
+    while rule_groups(addr) != ["b"] {
+        assert!(t0.elapsed() < Duration::from_secs(10), "SIGHUP did not reload the rules");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // a bad file: logged with its place, and group b keeps running
+    std::fs::write(&rules, group("c").replace("sum(x)", "sum(x")).unwrap();
+    hup(&child);
+    let log = wait_logged(dir.path(), "loading rule files failed");
+    assert!(log.contains("r.yml:5:15: group \"c\", rule \"x:sum\": expr: "), "{log}");
+    assert_eq!(rule_groups(addr), ["b"]);
     sigterm(child);
 }

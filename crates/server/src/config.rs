@@ -35,6 +35,8 @@ pub struct Config {
     pub local_agent: LocalAgentConfig,
     /// The alarm history (`[history]`); see `crate::alerting::history`.
     pub history: crate::alerting::history::HistoryConfig,
+    /// Rule files and rule evaluation (`[rules]`); see `crate::alerting::rules`.
+    pub rules: crate::alerting::rules::RulesConfig,
     /// The file this config was read from, if any: reloading reads it again.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -55,6 +57,7 @@ impl Default for Config {
             registry: crate::registry::RegistryConfig::default(),
             local_agent: LocalAgentConfig::default(),
             history: crate::alerting::history::HistoryConfig::default(),
+            rules: crate::alerting::rules::RulesConfig::default(),
             source: None,
         }
     }
@@ -211,6 +214,7 @@ impl Config {
         crate::scrape::jobs_of(&c)
             .map_err(|detail| Error::Config { path: origin.into(), detail })?;
         c.registry.settings().map_err(|detail| Error::Config { path: origin.into(), detail })?;
+        c.rules.settings().map_err(|detail| Error::Config { path: origin.into(), detail })?;
         Ok(c)
     }
 
@@ -297,6 +301,7 @@ mod tests {
         assert_eq!(c.query.max_samples, d.query.max_samples);
         assert_eq!(c.query.default_subquery_step, d.query.default_subquery_step);
         assert_eq!(c.registry, d.registry);
+        assert_eq!(c.rules, d.rules);
     }
 
     #[test]

@@ -42,6 +42,7 @@ pub(crate) struct AppState {
     pub registry: crate::registry::Registry,
     pub history: crate::alerting::history::History,
     pub alarms: crate::alerting::alarms::Alarms,
+    pub rules: crate::alerting::rules::RuleManager,
 }
 
 impl axum::extract::FromRef<AppState> for crate::scrape::Scraper {
@@ -70,13 +71,31 @@ pub struct Server {
     pub addr: SocketAddr,
     /// The scrape manager, for reloads.
     pub scrape: crate::scrape::Scraper,
+    /// The rule manager: reloads, and the groups of threshold alarms.
+    pub rules: crate::alerting::rules::RuleManager,
     shutdown: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<Result<()>>,
 }
 
 impl Server {
-    /// Opens storage, binds the listen address and starts serving in the background.
+    /// Opens storage, binds the listen address and starts serving in the background; alerts
+    /// and alert state changes go to the notifier and the alarm history.
     pub async fn start(config: Config) -> Result<Server> {
+        Server::start_inner(config, None).await
+    }
+
+    /// [`Server::start`], sending the rule manager's alerts and state changes to `hooks` instead.
+    pub async fn start_with(
+        config: Config,
+        hooks: crate::alerting::rules::Hooks,
+    ) -> Result<Server> {
+        Server::start_inner(config, Some(hooks)).await
+    }
+
+    async fn start_inner(
+        config: Config,
+        hooks: Option<crate::alerting::rules::Hooks>,
+    ) -> Result<Server> {
         let opts = config
             .storage_options()
             .map_err(|detail| Error::Config { path: "storage".into(), detail })?;
@@ -92,8 +111,15 @@ impl Server {
         let metadata: Arc<crate::query::MetadataStore> = Arc::default();
         let scrape = crate::scrape::Scraper::new(db.clone(), metadata.clone(), &config)?;
         let registry = crate::registry::Registry::open(&config, scrape.clone()).await?;
-        let (history, alarms) = crate::alerting::open(&config).await?;
+        let engine = crate::query::engine(
+            config
+                .query_options()
+                .map_err(|detail| Error::Config { path: "query".into(), detail })?,
+        );
+        let crate::alerting::Parts { history, rules, alarms } =
+            crate::alerting::start(&config, db.clone(), engine.clone(), hooks).await?;
         let state = AppState {
+            rules: rules.clone(),
             registry: registry.clone(),
             history,
             alarms,
@@ -103,11 +129,7 @@ impl Server {
                 max_body_bytes: config.ingest.max_body_bytes,
                 max_decompressed_bytes: config.ingest.max_decompressed_bytes,
             },
-            engine: crate::query::engine(
-                config
-                    .query_options()
-                    .map_err(|detail| Error::Config { path: "query".into(), detail })?,
-            ),
+            engine,
             metadata,
             requests: Arc::default(),
         };
@@ -121,6 +143,8 @@ impl Server {
         let scraper = scrape.clone();
         scraper.begin().await;
         registry.begin(db.clone()).await;
+        rules.begin(addr).await;
+        let rule_manager = rules.clone();
         let task = tokio::spawn(async move {
             let served = axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
@@ -130,13 +154,14 @@ impl Server {
             // the registry saves last contacts and closes its file; scrape loops write their
             // end-of-run stale markers, then let go of storage
             registry.shutdown().await;
+            rule_manager.shutdown().await;
             scraper.shutdown().await;
             served.map_err(|e| Error::Internal(e.to_string()))?;
             // last reference: closing syncs the WAL
             drop(db);
             Ok(())
         });
-        Ok(Server { addr, scrape, shutdown, task })
+        Ok(Server { addr, scrape, rules, shutdown, task })
     }
 
     /// Stops accepting requests, finishes the ones in flight, and closes storage.
@@ -151,9 +176,13 @@ pub async fn serve(config: Config) -> Result<()> {
     let server = Server::start(config).await?;
     #[cfg(unix)]
     let hup = crate::scrape::reload_on_sighup(server.scrape.clone());
+    #[cfg(unix)]
+    let hup_rules = crate::alerting::rules::reload_on_sighup(server.rules.clone());
     shutdown_signal().await;
     #[cfg(unix)]
     hup.abort();
+    #[cfg(unix)]
+    hup_rules.abort();
     tracing::info!("shutting down");
     server.stop().await
 }
@@ -193,7 +222,10 @@ fn router(state: AppState) -> Router {
         .merge(crate::query::routes())
         .route("/metrics", get(crate::metrics::metrics))
         .route("/api/v1/targets", get(crate::scrape::api::targets))
-        .route("/-/reload", post(crate::scrape::api::reload).put(crate::scrape::api::reload))
+        .route(
+            "/-/reload",
+            post(crate::alerting::rules::api::reload).put(crate::alerting::rules::api::reload),
+        )
         .route("/api/v1/import", post(push::import_json))
         .route("/opentelemetry/v1/metrics", post(push::otlp_metrics))
         .route("/v1/metrics", post(push::otlp_metrics))
@@ -201,6 +233,7 @@ fn router(state: AppState) -> Router {
         .route("/metrics/job@base64/{*rest}", pushgateway::routes(true))
         .merge(crate::registry::api::routes())
         .merge(crate::alerting::alarms::api::routes())
+        .merge(crate::alerting::rules::api::routes())
         // each handler reads its body through `read_body`, which enforces the limit with a
         // precise message
         .layer(DefaultBodyLimit::disable())

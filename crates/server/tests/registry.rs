@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{http, request};
+use common::{http, request, wait};
 use ocelli_server::{Config, Server};
 use serde_json::{Value, json};
 
@@ -81,18 +81,6 @@ fn query(addr: SocketAddr, q: &str) -> Vec<Value> {
     let (code, v) = call(addr, "GET", &format!("/api/v1/query?query={q}"), &Value::Null);
     assert_eq!(code, 200, "{v}");
     v["data"]["result"].as_array().unwrap().clone()
-}
-
-/// Polls `f` every 50 ms until it gives Some, for at most `limit`.
-fn wait<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let t0 = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(t0.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Asserts a 4xx with a Prometheus-shaped body and exactly `message`.

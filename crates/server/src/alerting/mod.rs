@@ -152,32 +152,63 @@ impl HistorySink for MemoryHistory {
     }
 }
 
-/// Opens the alarm history and the alarms in the data directory.
-pub(crate) async fn open(
-    config: &crate::Config,
-) -> crate::Result<(history::History, alarms::Alarms)> {
-    let dir = config.data_dir.clone();
-    let hc = config.history.clone();
-    tokio::task::spawn_blocking(move || {
-        let history = history::History::open(&dir, &hc)?;
-        let installer = std::sync::Arc::new(Unwired);
-        let alarms = alarms::Alarms::open(&dir, installer)?;
-        Ok((history, alarms))
-    })
-    .await
-    .map_err(|e| crate::Error::Internal(e.to_string()))?
+/// The running parts of alerting, as the server holds them.
+pub(crate) struct Parts {
+    pub history: history::History,
+    pub rules: rules::RuleManager,
+    pub alarms: alarms::Alarms,
 }
 
-/// Stands in for the rule manager and notifier until they are wired in: no receivers, and
-/// every alarm refused as not runnable.
-struct Unwired;
+/// Opens the alarm history, the rule manager (with the rule files) and the alarms (installing
+/// them in the rule manager) before the server starts serving, so that every group, alarms'
+/// included, restores its alert state at its first evaluations. `hooks` replaces where alerts
+/// and state changes go (tests); by default they go to the notifier and the history.
+pub(crate) async fn start(
+    config: &crate::Config,
+    db: std::sync::Arc<ocelli_tsdb::Db>,
+    engine: std::sync::Arc<ocelli_promql::Engine>,
+    hooks: Option<rules::Hooks>,
+) -> crate::Result<Parts> {
+    let blocking = |e: tokio::task::JoinError| crate::Error::Internal(e.to_string());
+    let dir = config.data_dir.clone();
+    let hc = config.history.clone();
+    let history = tokio::task::spawn_blocking(move || history::History::open(&dir, &hc))
+        .await
+        .map_err(blocking)??;
+    let hooks = hooks.unwrap_or_else(|| rules::Hooks {
+        alert_sink: std::sync::Arc::new(rules::NullSink),
+        history: std::sync::Arc::new(history.clone()),
+    });
+    let rules = rules::RuleManager::new(db, engine, hooks, config)?;
+    rules.load_files().await?;
+    let installer = std::sync::Arc::new(Wiring {
+        rules: rules.clone(),
+        runtime: tokio::runtime::Handle::current(),
+    });
+    let dir = config.data_dir.clone();
+    let alarms = tokio::task::spawn_blocking(move || alarms::Alarms::open(&dir, installer))
+        .await
+        .map_err(blocking)??;
+    Ok(Parts { history, rules, alarms })
+}
 
-impl alarms::Installer for Unwired {
+/// What alarms install into: the rule manager, and the notifier's routes.
+struct Wiring {
+    rules: rules::RuleManager,
+    runtime: tokio::runtime::Handle,
+}
+
+impl alarms::Installer for Wiring {
     fn receivers(&self) -> Vec<String> {
         Vec::new()
     }
-    fn set_groups(&self, _: &str, groups: Vec<GroupSpec>) -> Result<(), String> {
-        if groups.is_empty() { Ok(()) } else { Err("the rule manager is not running".into()) }
+
+    fn set_groups(&self, source: &str, groups: Vec<GroupSpec>) -> Result<(), String> {
+        // alarms call this from the blocking pool, where waiting on the runtime is allowed
+        self.runtime
+            .block_on(self.rules.set_source(source, groups))
+            .map_err(|errors| errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))
     }
+
     fn set_routes(&self, _: Vec<(String, String)>) {}
 }

@@ -64,7 +64,7 @@ impl FileSdState {
         for pattern in &self.config.patterns {
             match list(pattern) {
                 Ok(paths) => seen.extend(paths.into_iter().map(|p| (p, ()))),
-                Err(e) => errors.push(e),
+                Err(e) => errors.push(format!("file_sd: {e}")),
             }
         }
         let mut changed = false;
@@ -99,8 +99,9 @@ impl FileSdState {
     }
 }
 
-/// Paths matching `pattern` (a glob in the last component only), sorted.
-fn list(pattern: &Path) -> Result<Vec<PathBuf>, String> {
+/// Paths matching `pattern` (a glob in the last component only), sorted. Also lists rule
+/// files (`crate::alerting::rules::file`).
+pub(crate) fn list(pattern: &Path) -> Result<Vec<PathBuf>, String> {
     let name = pattern.file_name().and_then(|n| n.to_str()).unwrap_or("");
     if !name.contains(['*', '?', '[']) {
         return Ok(if pattern.is_file() { vec![pattern.to_path_buf()] } else { Vec::new() });
@@ -109,7 +110,7 @@ fn list(pattern: &Path) -> Result<Vec<PathBuf>, String> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(format!("file_sd: cannot list {}: {e}", dir.display())),
+        Err(e) => return Err(format!("cannot list {}: {e}", dir.display())),
     };
     let mut out: Vec<PathBuf> = entries
         .flatten()

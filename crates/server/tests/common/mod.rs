@@ -74,6 +74,18 @@ pub fn stored(dir: &std::path::Path, name: &str) -> Vec<ocelli_tsdb::SeriesSampl
     db.select(&[Matcher::equal("__name__", name)], i64::MIN, i64::MAX).unwrap()
 }
 
+/// Polls `f` every 50 ms until it gives Some, for at most `limit`.
+pub fn wait<T>(what: &str, limit: std::time::Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let t0 = std::time::Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(t0.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 pub fn config(dir: &std::path::Path) -> Config {
     Config {
         listen: "127.0.0.1:0".parse().unwrap(),
