@@ -33,6 +33,8 @@ pub struct Config {
     pub registry: crate::registry::RegistryConfig,
     /// The agent `ocelli server` runs for its own host (`[local_agent]`).
     pub local_agent: LocalAgentConfig,
+    /// The notifier (`[notifier]`); see `crate::alerting::notify::config`.
+    pub notifier: crate::alerting::notify::NotifierConfig,
     /// The file this config was read from, if any: reloading reads it again.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -52,6 +54,7 @@ impl Default for Config {
             scrape_configs: Vec::new(),
             registry: crate::registry::RegistryConfig::default(),
             local_agent: LocalAgentConfig::default(),
+            notifier: crate::alerting::notify::NotifierConfig::default(),
             source: None,
         }
     }
@@ -208,6 +211,7 @@ impl Config {
         crate::scrape::jobs_of(&c)
             .map_err(|detail| Error::Config { path: origin.into(), detail })?;
         c.registry.settings().map_err(|detail| Error::Config { path: origin.into(), detail })?;
+        c.notifier.delivery().map_err(|detail| Error::Config { path: origin.into(), detail })?;
         Ok(c)
     }
 

@@ -40,6 +40,7 @@ pub(crate) struct AppState {
     pub requests: Arc<crate::metrics::RequestMetrics>,
     pub scrape: crate::scrape::Scraper,
     pub registry: crate::registry::Registry,
+    pub notifier: crate::alerting::notify::Notifier,
 }
 
 impl axum::extract::FromRef<AppState> for crate::scrape::Scraper {
@@ -68,6 +69,8 @@ pub struct Server {
     pub addr: SocketAddr,
     /// The scrape manager, for reloads.
     pub scrape: crate::scrape::Scraper,
+    /// The notifier: an `AlertSink` for the rule manager, routes for the threshold alarms.
+    pub notifier: crate::alerting::notify::Notifier,
     shutdown: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<Result<()>>,
 }
@@ -90,7 +93,14 @@ impl Server {
         let metadata: Arc<crate::query::MetadataStore> = Arc::default();
         let scrape = crate::scrape::Scraper::new(db.clone(), metadata.clone(), &config)?;
         let registry = crate::registry::Registry::open(&config, scrape.clone()).await?;
+        let notifier = crate::alerting::notify::Notifier::start(
+            &crate::alerting::notify::notifier_config(&config),
+            Arc::new(crate::alerting::notify::LogHistory),
+            &config.data_dir,
+        )
+        .await?;
         let state = AppState {
+            notifier: notifier.clone(),
             registry: registry.clone(),
             scrape: scrape.clone(),
             db: db.clone(),
@@ -116,6 +126,7 @@ impl Server {
         let scraper = scrape.clone();
         scraper.begin().await;
         registry.begin(db.clone()).await;
+        let stop_notifier = notifier.clone();
         let task = tokio::spawn(async move {
             let served = axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
@@ -125,13 +136,14 @@ impl Server {
             // the registry saves last contacts and closes its file; scrape loops write their
             // end-of-run stale markers, then let go of storage
             registry.shutdown().await;
+            stop_notifier.shutdown().await;
             scraper.shutdown().await;
             served.map_err(|e| Error::Internal(e.to_string()))?;
             // last reference: closing syncs the WAL
             drop(db);
             Ok(())
         });
-        Ok(Server { addr, scrape, shutdown, task })
+        Ok(Server { addr, scrape, notifier, shutdown, task })
     }
 
     /// Stops accepting requests, finishes the ones in flight, and closes storage.
@@ -146,9 +158,13 @@ pub async fn serve(config: Config) -> Result<()> {
     let server = Server::start(config).await?;
     #[cfg(unix)]
     let hup = crate::scrape::reload_on_sighup(server.scrape.clone());
+    #[cfg(unix)]
+    let hup_notifier = crate::alerting::notify::api::reload_on_sighup(server.notifier.clone());
     shutdown_signal().await;
     #[cfg(unix)]
     hup.abort();
+    #[cfg(unix)]
+    hup_notifier.abort();
     tracing::info!("shutting down");
     server.stop().await
 }
@@ -188,13 +204,17 @@ fn router(state: AppState) -> Router {
         .merge(crate::query::routes())
         .route("/metrics", get(crate::metrics::metrics))
         .route("/api/v1/targets", get(crate::scrape::api::targets))
-        .route("/-/reload", post(crate::scrape::api::reload).put(crate::scrape::api::reload))
+        .route(
+            "/-/reload",
+            post(crate::alerting::notify::api::reload).put(crate::alerting::notify::api::reload),
+        )
         .route("/api/v1/import", post(push::import_json))
         .route("/opentelemetry/v1/metrics", post(push::otlp_metrics))
         .route("/v1/metrics", post(push::otlp_metrics))
         .route("/metrics/job/{*rest}", pushgateway::routes(false))
         .route("/metrics/job@base64/{*rest}", pushgateway::routes(true))
         .merge(crate::registry::api::routes())
+        .merge(crate::alerting::notify::api::routes())
         // each handler reads its body through `read_body`, which enforces the limit with a
         // precise message
         .layer(DefaultBodyLimit::disable())
