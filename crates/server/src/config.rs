@@ -298,6 +298,7 @@ mod tests {
         assert_eq!(c.query.max_samples, d.query.max_samples);
         assert_eq!(c.query.default_subquery_step, d.query.default_subquery_step);
         assert_eq!(c.registry, d.registry);
+        assert_eq!(c.notifier, d.notifier);
     }
 
     #[test]

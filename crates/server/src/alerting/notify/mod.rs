@@ -61,11 +61,22 @@ use crate::{Error, Result};
 /// The largest notifier YAML file read.
 pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
 
+impl Shared {
+    /// Writes a batch to the file (an error once shut down).
+    fn write(&self, b: &Batch<'_>) -> Result<()> {
+        match &*self.store.read() {
+            Some(s) => s.write(b),
+            None => Err(Error::Unavailable("the notifier is shut down".into())),
+        }
+    }
+}
+
 struct Shared {
     core: Mutex<Core>,
     wake: tokio::sync::Notify,
     history: Arc<dyn HistorySink>,
-    store: Store,
+    /// `None` once shut down, so the file is closed and can be opened again.
+    store: parking_lot::RwLock<Option<Store>>,
     counters: Arc<Counters>,
     delivery: Mutex<Delivery>,
     forwarder: Mutex<Forwarder>,
@@ -131,6 +142,11 @@ pub fn notifier_config(c: &crate::Config) -> NotifierConfig {
     n
 }
 
+/// Alertmanager's fingerprint of an alert's label set, as the 16 hex digits its API shows.
+pub fn fingerprint(labels: &crate::alerting::LabelMap) -> String {
+    alert::fingerprint_hex(alert::fingerprint(labels))
+}
+
 /// A history that only logs, for a server whose alarm history is not wired in.
 #[derive(Debug, Default)]
 pub struct LogHistory;
@@ -187,7 +203,7 @@ impl Notifier {
             core: Mutex::new(core),
             wake: tokio::sync::Notify::new(),
             history,
-            store,
+            store: parking_lot::RwLock::new(Some(store)),
             counters,
             delivery: Mutex::new(delivery),
             forwarder: Mutex::new(forwarder),
@@ -300,6 +316,8 @@ impl Notifier {
         }
         self.shared.forwarder.lock().stop();
         persist(&self.shared).await;
+        // close the file
+        self.shared.store.write().take();
     }
 
     /// Takes alerts as `POST /api/v2/alerts` does: all or nothing; the reasons of the refused
@@ -396,7 +414,7 @@ async fn run_job(shared: Arc<Shared>, job: Job) {
         let s = shared.clone();
         let entry = (job.nflog_key.clone(), job.entry.clone());
         let written = crate::http::blocking(move || {
-            s.store.write(&Batch { nflog: vec![entry], ..Batch::default() })
+            s.write(&Batch { nflog: vec![entry], ..Batch::default() })
         })
         .await;
         if let Err(e) = written {
@@ -415,7 +433,7 @@ async fn persist(shared: &Arc<Shared>) {
     }
     let s = shared.clone();
     let written = crate::http::blocking(move || {
-        s.store.write(&Batch { alerts: put, delete_alerts: delete, ..Batch::default() })
+        s.write(&Batch { alerts: put, delete_alerts: delete, ..Batch::default() })
     })
     .await;
     if let Err(e) = written {
@@ -430,7 +448,7 @@ async fn collect_garbage(shared: &Arc<Shared>, now: i64) {
     }
     let s = shared.clone();
     let written = crate::http::blocking(move || {
-        s.store.write(&Batch {
+        s.write(&Batch {
             delete_alerts: alerts,
             delete_silences: silences,
             delete_nflog: nflog,
@@ -485,7 +503,7 @@ impl Notifier {
             if let Some(e) = &e2 {
                 b.silences.push(e);
             }
-            s.store.write(&b)
+            s.write(&b)
         })
         .await?;
         let mut core = self.shared.core.lock();
@@ -519,10 +537,8 @@ impl Notifier {
         s.updated_at_ms = now;
         let st = self.shared.clone();
         let s2 = s.clone();
-        crate::http::blocking(move || {
-            st.store.write(&Batch { silences: vec![&s2], ..Batch::default() })
-        })
-        .await?;
+        crate::http::blocking(move || st.write(&Batch { silences: vec![&s2], ..Batch::default() }))
+            .await?;
         let c = Compiled::new(s).map_err(Error::Internal)?;
         self.shared.core.lock().silences.insert(id.to_string(), c);
         Ok(())
