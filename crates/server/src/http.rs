@@ -169,6 +169,31 @@ pub async fn serve(config: Config) -> Result<()> {
     server.stop().await
 }
 
+/// Runs `reload` on every SIGHUP until the returned task is aborted; a failed reload is logged
+/// (the part keeps its running configuration).
+#[cfg(unix)]
+pub(crate) fn on_sighup<F, Fut>(what: &'static str, reload: F) -> tokio::task::JoinHandle<()>
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<()>> + Send,
+{
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hup = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, what, "cannot listen for SIGHUP; reload with POST /-/reload");
+                return;
+            }
+        };
+        while hup.recv().await.is_some() {
+            if let Err(e) = reload().await {
+                tracing::error!(error = %e, what, "reload failed; the running configuration is kept");
+            }
+        }
+    })
+}
+
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]

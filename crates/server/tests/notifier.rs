@@ -133,6 +133,18 @@ fn resolved(mut a: Alert) -> Alert {
     a
 }
 
+/// A silence of `name="value"` from 2020 to 2099.
+fn silence(name: &str, value: &str) -> ocelli_server::alerting::notify::silence::Postable {
+    serde_json::from_value(serde_json::json!({
+        "matchers": [{"name": name, "value": value, "isRegex": false}],
+        "startsAt": "2020-01-01T00:00:00Z",
+        "endsAt": "2099-01-01T00:00:00Z",
+        "createdBy": "test",
+        "comment": "maintenance"
+    }))
+    .unwrap()
+}
+
 /// Writes the YAML file and a notifier section pointing to it.
 fn notifier_config(dir: &Path, yaml: &str) -> NotifierConfig {
     let path = dir.join("alertmanager.yml");
@@ -333,16 +345,7 @@ inhibit_rules:
     let n = Notifier::start(&notifier_config(dir.path(), &yaml), history.clone(), dir.path())
         .await
         .unwrap();
-    let postable: ocelli_server::alerting::notify::silence::Postable =
-        serde_json::from_value(serde_json::json!({
-            "matchers": [{"name": "instance", "value": "n1", "isRegex": false}],
-            "startsAt": "2020-01-01T00:00:00Z",
-            "endsAt": "2099-01-01T00:00:00Z",
-            "createdBy": "test",
-            "comment": "maintenance of n1"
-        }))
-        .unwrap();
-    let sid = n.put_silence(postable).await.unwrap();
+    let sid = n.put_silence(silence("instance", "n1")).await.unwrap();
     let alarm = |inst: &str, sev: &str| {
         firing(&[
             ("alertname", "CpuHigh"),
@@ -510,16 +513,7 @@ receivers:
     let config = notifier_config(dir.path(), &yaml);
     let history = Arc::new(MemoryHistory::default());
     let n = Notifier::start(&config, history.clone(), dir.path()).await.unwrap();
-    let postable: ocelli_server::alerting::notify::silence::Postable =
-        serde_json::from_value(serde_json::json!({
-            "matchers": [{"name": "alertname", "value": "Muted", "isRegex": false}],
-            "startsAt": "2020-01-01T00:00:00Z",
-            "endsAt": "2099-01-01T00:00:00Z",
-            "createdBy": "test",
-            "comment": "kept across restarts"
-        }))
-        .unwrap();
-    let sid = n.put_silence(postable).await.unwrap();
+    let sid = n.put_silence(silence("alertname", "Muted")).await.unwrap();
     let a = firing(&[("alertname", "Disk"), ("instance", "n1")]);
     n.send(vec![a.clone()]);
     hook.wait(1).await;

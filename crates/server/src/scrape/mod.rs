@@ -402,20 +402,9 @@ fn launch(
 /// logged and the running one kept.
 #[cfg(unix)]
 pub fn reload_on_sighup(scraper: Scraper) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut hup = match signal(SignalKind::hangup()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGHUP; reload with POST /-/reload");
-                return;
-            }
-        };
-        while hup.recv().await.is_some() {
-            if let Err(e) = scraper.reload().await {
-                tracing::error!(error = %e, "reload failed; the running configuration is kept");
-            }
-        }
+    crate::http::on_sighup("scrape", move || {
+        let s = scraper.clone();
+        async move { s.reload().await }
     })
 }
 

@@ -239,13 +239,7 @@ async fn delete_silence(State(n): State<Notifier>, Path(id): Path<String>) -> Re
 /// 400 with the reason if a file is invalid, in which case the running configuration is kept.
 pub(crate) async fn reload(State(st): State<AppState>) -> Result<StatusCode> {
     crate::scrape::api::reload(State(st.scrape.clone())).await?;
-    st.notifier.reload_server_config().await.map_err(|e| {
-        tracing::error!(error = %e, "notifier reload failed; the running configuration is kept");
-        match e {
-            Error::Config { .. } => e,
-            other => Error::BadData(other.to_string()),
-        }
-    })?;
+    st.notifier.reload_server_config().await.map_err(crate::scrape::api::refused_reload)?;
     Ok(StatusCode::OK)
 }
 
@@ -253,20 +247,9 @@ pub(crate) async fn reload(State(st): State<AppState>) -> Result<StatusCode> {
 /// logged and the running configuration kept.
 #[cfg(unix)]
 pub fn reload_on_sighup(n: Notifier) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut hup = match signal(SignalKind::hangup()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGHUP; reload with POST /-/reload");
-                return;
-            }
-        };
-        while hup.recv().await.is_some() {
-            if let Err(e) = n.reload_server_config().await {
-                tracing::error!(error = %e, "notifier reload failed; the running configuration is kept");
-            }
-        }
+    crate::http::on_sighup("notifier", move || {
+        let n = n.clone();
+        async move { n.reload_server_config().await }
     })
 }
 

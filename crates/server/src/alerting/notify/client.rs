@@ -133,6 +133,20 @@ fn tls_config() -> Result<Arc<tokio_rustls::rustls::ClientConfig>, String> {
         .clone()
 }
 
+/// POSTs `value` as JSON to the URL `url` (checked when the config was read).
+pub async fn post_json(
+    url: &str,
+    value: &impl serde::Serialize,
+    timeout: Duration,
+) -> Result<(), Failure> {
+    let url = Url::parse(url).map_err(|message| Failure { message, retry: false })?;
+    let body = serde_json::to_vec(value).map_err(|e| Failure {
+        message: format!("cannot encode the payload: {e}"),
+        retry: false,
+    })?;
+    post(&url, "application/json", &[], body, timeout).await.map(|_| ())
+}
+
 /// POSTs `body` to `url` with the given content type and extra headers; `Ok` with the answer's
 /// status for a 2xx answer.
 pub async fn post(

@@ -34,13 +34,7 @@ pub fn payload(c: &SlackConfig, n: &Notification) -> serde_json::Value {
 }
 
 pub async fn notify(c: &SlackConfig, n: &Notification, timeout: Duration) -> Result<(), Failure> {
-    let url =
-        client::Url::parse(&c.api_url).map_err(|message| Failure { message, retry: false })?;
-    let body = serde_json::to_vec(&payload(c, n)).map_err(|e| Failure {
-        message: format!("cannot encode the message: {e}"),
-        retry: false,
-    })?;
-    client::post(&url, "application/json", &[], body, timeout).await.map(|_| ())
+    client::post_json(&c.api_url, &payload(c, n), timeout).await
 }
 
 #[cfg(test)]

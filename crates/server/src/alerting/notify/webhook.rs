@@ -73,12 +73,7 @@ pub fn message(n: &Notification, max_alerts: usize) -> Message<'_> {
 }
 
 pub async fn notify(c: &WebhookConfig, n: &Notification, timeout: Duration) -> Result<(), Failure> {
-    let url = client::Url::parse(&c.url).map_err(|message| Failure { message, retry: false })?;
-    let body = serde_json::to_vec(&message(n, c.max_alerts)).map_err(|e| Failure {
-        message: format!("cannot encode the payload: {e}"),
-        retry: false,
-    })?;
-    client::post(&url, "application/json", &[], body, timeout).await.map(|_| ())
+    client::post_json(&c.url, &message(n, c.max_alerts), timeout).await
 }
 
 #[cfg(test)]
