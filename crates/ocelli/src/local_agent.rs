@@ -62,9 +62,7 @@ fn reachable(addr: SocketAddr) -> SocketAddr {
 pub async fn serve(cfg: ocelli_server::Config, local: Option<AgentConfig>) -> anyhow::Result<()> {
     let server = ocelli_server::Server::start(cfg).await?;
     #[cfg(unix)]
-    let hup = ocelli_server::scrape::reload_on_sighup(server.scrape.clone());
-    #[cfg(unix)]
-    let hup_rules = ocelli_server::alerting::rules::reload_on_sighup(server.rules.clone());
+    let hup = server.reload_on_sighup();
     let agent = match local {
         None => None,
         Some(a) => {
@@ -81,8 +79,6 @@ pub async fn serve(cfg: ocelli_server::Config, local: Option<AgentConfig>) -> an
     ocelli_agent::shutdown_signal().await;
     #[cfg(unix)]
     hup.abort();
-    #[cfg(unix)]
-    hup_rules.abort();
     tracing::info!("shutting down");
     if let Some(a) = agent
         && let Err(e) = a.stop().await

@@ -37,6 +37,8 @@ pub struct Config {
     pub history: crate::alerting::history::HistoryConfig,
     /// Rule files and rule evaluation (`[rules]`); see `crate::alerting::rules`.
     pub rules: crate::alerting::rules::RulesConfig,
+    /// The notifier (`[notifier]`); see `crate::alerting::notify::config`.
+    pub notifier: crate::alerting::notify::NotifierConfig,
     /// The file this config was read from, if any: reloading reads it again.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -58,6 +60,7 @@ impl Default for Config {
             local_agent: LocalAgentConfig::default(),
             history: crate::alerting::history::HistoryConfig::default(),
             rules: crate::alerting::rules::RulesConfig::default(),
+            notifier: crate::alerting::notify::NotifierConfig::default(),
             source: None,
         }
     }
@@ -215,6 +218,7 @@ impl Config {
             .map_err(|detail| Error::Config { path: origin.into(), detail })?;
         c.registry.settings().map_err(|detail| Error::Config { path: origin.into(), detail })?;
         c.rules.settings().map_err(|detail| Error::Config { path: origin.into(), detail })?;
+        c.notifier.delivery().map_err(|detail| Error::Config { path: origin.into(), detail })?;
         Ok(c)
     }
 
@@ -302,6 +306,7 @@ mod tests {
         assert_eq!(c.query.default_subquery_step, d.query.default_subquery_step);
         assert_eq!(c.registry, d.registry);
         assert_eq!(c.rules, d.rules);
+        assert_eq!(c.notifier, d.notifier);
     }
 
     #[test]

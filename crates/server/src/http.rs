@@ -43,6 +43,7 @@ pub(crate) struct AppState {
     pub history: crate::alerting::history::History,
     pub alarms: crate::alerting::alarms::Alarms,
     pub rules: crate::alerting::rules::RuleManager,
+    pub notifier: crate::alerting::notify::Notifier,
 }
 
 impl axum::extract::FromRef<AppState> for crate::scrape::Scraper {
@@ -73,6 +74,8 @@ pub struct Server {
     pub scrape: crate::scrape::Scraper,
     /// The rule manager: reloads, and the groups of threshold alarms.
     pub rules: crate::alerting::rules::RuleManager,
+    /// The notifier: an `AlertSink` for the rule manager, routes for the threshold alarms.
+    pub notifier: crate::alerting::notify::Notifier,
     shutdown: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<Result<()>>,
 }
@@ -116,10 +119,11 @@ impl Server {
                 .query_options()
                 .map_err(|detail| Error::Config { path: "query".into(), detail })?,
         );
-        let crate::alerting::Parts { history, rules, alarms } =
+        let crate::alerting::Parts { history, rules, alarms, notifier } =
             crate::alerting::start(&config, db.clone(), engine.clone(), hooks).await?;
         let state = AppState {
             rules: rules.clone(),
+            notifier: notifier.clone(),
             registry: registry.clone(),
             history,
             alarms,
@@ -145,6 +149,7 @@ impl Server {
         registry.begin(db.clone()).await;
         rules.begin(addr).await;
         let rule_manager = rules.clone();
+        let stop_notifier = notifier.clone();
         let task = tokio::spawn(async move {
             let served = axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
@@ -155,13 +160,32 @@ impl Server {
             // end-of-run stale markers, then let go of storage
             registry.shutdown().await;
             rule_manager.shutdown().await;
+            stop_notifier.shutdown().await;
             scraper.shutdown().await;
             served.map_err(|e| Error::Internal(e.to_string()))?;
             // last reference: closing syncs the WAL
             drop(db);
             Ok(())
         });
-        Ok(Server { addr, scrape, rules, shutdown, task })
+        Ok(Server { addr, scrape, rules, notifier, shutdown, task })
+    }
+
+    /// Reads the config file again and applies what can change at run time: scrape jobs, rule
+    /// files, the notifier's file. Each part keeps its running configuration if its new one is
+    /// invalid; every part is tried, and the errors are joined.
+    pub async fn reload(&self) -> Result<()> {
+        reload_all(&self.scrape, &self.rules, &self.notifier).await
+    }
+
+    /// Calls [`Server::reload`] on every SIGHUP until the returned task is aborted.
+    #[cfg(unix)]
+    pub fn reload_on_sighup(&self) -> tokio::task::JoinHandle<()> {
+        let (scrape, rules, notifier) =
+            (self.scrape.clone(), self.rules.clone(), self.notifier.clone());
+        on_sighup("configuration", move || {
+            let (s, r, n) = (scrape.clone(), rules.clone(), notifier.clone());
+            async move { reload_all(&s, &r, &n).await }
+        })
     }
 
     /// Stops accepting requests, finishes the ones in flight, and closes storage.
@@ -171,20 +195,66 @@ impl Server {
     }
 }
 
+async fn reload_all(
+    scrape: &crate::scrape::Scraper,
+    rules: &crate::alerting::rules::RuleManager,
+    notifier: &crate::alerting::notify::Notifier,
+) -> Result<()> {
+    let errors: Vec<String> = [
+        scrape.reload().await.err(),
+        rules.reload().await.err(),
+        notifier.reload_server_config().await.err(),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|e| crate::scrape::api::refused_reload(e).to_string())
+    .collect();
+    match errors.len() {
+        0 => Ok(()),
+        _ => Err(Error::BadData(errors.join("; "))),
+    }
+}
+
+/// `POST /-/reload` (and `PUT`): [`Server::reload`]; 200, or a 400 with every part's error.
+async fn reload(State(st): State<AppState>) -> Result<StatusCode> {
+    reload_all(&st.scrape, &st.rules, &st.notifier).await.map(|()| StatusCode::OK)
+}
+
 /// Runs the server until SIGINT or SIGTERM.
 pub async fn serve(config: Config) -> Result<()> {
     let server = Server::start(config).await?;
     #[cfg(unix)]
-    let hup = crate::scrape::reload_on_sighup(server.scrape.clone());
-    #[cfg(unix)]
-    let hup_rules = crate::alerting::rules::reload_on_sighup(server.rules.clone());
+    let hup = server.reload_on_sighup();
     shutdown_signal().await;
     #[cfg(unix)]
     hup.abort();
-    #[cfg(unix)]
-    hup_rules.abort();
     tracing::info!("shutting down");
     server.stop().await
+}
+
+/// Runs `reload` on every SIGHUP until the returned task is aborted; a failed reload is logged
+/// (the part keeps its running configuration).
+#[cfg(unix)]
+pub(crate) fn on_sighup<F, Fut>(what: &'static str, reload: F) -> tokio::task::JoinHandle<()>
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<()>> + Send,
+{
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hup = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, what, "cannot listen for SIGHUP; reload with POST /-/reload");
+                return;
+            }
+        };
+        while hup.recv().await.is_some() {
+            if let Err(e) = reload().await {
+                tracing::error!(error = %e, what, "reload failed; the running configuration is kept");
+            }
+        }
+    })
 }
 
 async fn shutdown_signal() {
@@ -222,10 +292,7 @@ fn router(state: AppState) -> Router {
         .merge(crate::query::routes())
         .route("/metrics", get(crate::metrics::metrics))
         .route("/api/v1/targets", get(crate::scrape::api::targets))
-        .route(
-            "/-/reload",
-            post(crate::alerting::rules::api::reload).put(crate::alerting::rules::api::reload),
-        )
+        .route("/-/reload", post(reload).put(reload))
         .route("/api/v1/import", post(push::import_json))
         .route("/opentelemetry/v1/metrics", post(push::otlp_metrics))
         .route("/v1/metrics", post(push::otlp_metrics))
@@ -234,6 +301,7 @@ fn router(state: AppState) -> Router {
         .merge(crate::registry::api::routes())
         .merge(crate::alerting::alarms::api::routes())
         .merge(crate::alerting::rules::api::routes())
+        .merge(crate::alerting::notify::api::routes())
         // each handler reads its body through `read_body`, which enforces the limit with a
         // precise message
         .layer(DefaultBodyLimit::disable())

@@ -157,6 +157,7 @@ pub(crate) struct Parts {
     pub history: history::History,
     pub rules: rules::RuleManager,
     pub alarms: alarms::Alarms,
+    pub notifier: notify::Notifier,
 }
 
 /// Opens the alarm history, the rule manager (with the rule files) and the alarms (installing
@@ -175,32 +176,40 @@ pub(crate) async fn start(
     let history = tokio::task::spawn_blocking(move || history::History::open(&dir, &hc))
         .await
         .map_err(blocking)??;
+    let notifier = notify::Notifier::start(
+        &notify::notifier_config(config),
+        std::sync::Arc::new(history.clone()),
+        &config.data_dir,
+    )
+    .await?;
     let hooks = hooks.unwrap_or_else(|| rules::Hooks {
-        alert_sink: std::sync::Arc::new(rules::NullSink),
+        alert_sink: std::sync::Arc::new(notifier.clone()),
         history: std::sync::Arc::new(history.clone()),
     });
     let rules = rules::RuleManager::new(db, engine, hooks, config)?;
     rules.load_files().await?;
     let installer = std::sync::Arc::new(Wiring {
         rules: rules.clone(),
+        notifier: notifier.clone(),
         runtime: tokio::runtime::Handle::current(),
     });
     let dir = config.data_dir.clone();
     let alarms = tokio::task::spawn_blocking(move || alarms::Alarms::open(&dir, installer))
         .await
         .map_err(blocking)??;
-    Ok(Parts { history, rules, alarms })
+    Ok(Parts { history, rules, alarms, notifier })
 }
 
 /// What alarms install into: the rule manager, and the notifier's routes.
 struct Wiring {
     rules: rules::RuleManager,
+    notifier: notify::Notifier,
     runtime: tokio::runtime::Handle,
 }
 
 impl alarms::Installer for Wiring {
     fn receivers(&self) -> Vec<String> {
-        Vec::new()
+        self.notifier.receiver_names()
     }
 
     fn set_groups(&self, source: &str, groups: Vec<GroupSpec>) -> Result<(), String> {
@@ -210,5 +219,44 @@ impl alarms::Installer for Wiring {
             .map_err(|errors| errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))
     }
 
-    fn set_routes(&self, _: Vec<(String, String)>) {}
+    /// One route per (alarm, handler), grouping by the alarm and its target, and the rule
+    /// that holds back an alarm's warning while its critical alert fires for the same target.
+    fn set_routes(&self, routes: Vec<(String, String)>) {
+        let group_by = notify::GroupBy::Labels(alarms::inhibit_equal());
+        let mut made = Vec::with_capacity(routes.len());
+        for (id, receiver) in routes {
+            match notify::Matcher::new(notify::MatchOp::Equal, alarms::ALARM_ID_LABEL, id) {
+                Ok(m) => made.push(notify::Route {
+                    receiver: Some(receiver),
+                    group_by: Some(group_by.clone()),
+                    matchers: vec![m],
+                    continue_matching: true,
+                    ..notify::Route::default()
+                }),
+                Err(e) => tracing::error!(error = %e, "alarm route not made"),
+            }
+        }
+        let matcher = |name: &str, op, value: &str| notify::Matcher::new(op, name, value);
+        let inhibit = (|| -> Result<notify::InhibitRule, ocelli_model::Error> {
+            let any_alarm = matcher(alarms::ALARM_ID_LABEL, notify::MatchOp::RegexMatch, ".+")?;
+            Ok(notify::InhibitRule {
+                source_matchers: vec![
+                    any_alarm.clone(),
+                    matcher(alarms::SEVERITY_LABEL, notify::MatchOp::Equal, "critical")?,
+                ],
+                target_matchers: vec![
+                    any_alarm,
+                    matcher(alarms::SEVERITY_LABEL, notify::MatchOp::Equal, "warning")?,
+                ],
+                equal: alarms::inhibit_equal(),
+            })
+        })();
+        let inhibit: Vec<_> = inhibit
+            .map_err(|e| tracing::error!(error = %e, "alarm inhibition rule not made"))
+            .into_iter()
+            .collect();
+        if let Err(e) = self.notifier.set_dynamic(made, inhibit) {
+            tracing::error!(error = %e, "the alarms' routes were refused by the notifier");
+        }
+    }
 }

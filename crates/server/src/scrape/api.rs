@@ -96,14 +96,17 @@ pub async fn targets(
 /// `POST /-/reload` (and `PUT`): 200 once applied; 400 with the reason if the file is invalid,
 /// in which case the running configuration is kept.
 pub async fn reload(State(scraper): State<Scraper>) -> Result<StatusCode> {
-    scraper.reload().await.map_err(|e| {
-        tracing::error!(error = %e, "reload failed; the running configuration is kept");
-        match e {
-            Error::Config { .. } => e,
-            other => Error::BadData(other.to_string()),
-        }
-    })?;
+    scraper.reload().await.map_err(refused_reload)?;
     Ok(StatusCode::OK)
+}
+
+/// A failed reload as the answer to `POST /-/reload`: logged, and a 400 whatever the cause.
+pub(crate) fn refused_reload(e: Error) -> Error {
+    tracing::error!(error = %e, "reload failed; the running configuration is kept");
+    match e {
+        Error::Config { .. } => e,
+        other => Error::BadData(other.to_string()),
+    }
 }
 
 fn global_url(url: &str, address: &str) -> String {

@@ -398,27 +398,6 @@ fn launch(
     Running { spec, discovered: w.discovered, health, stop, handle }
 }
 
-/// Runs `reload` on every SIGHUP until the returned task is aborted; an invalid config is
-/// logged and the running one kept.
-#[cfg(unix)]
-pub fn reload_on_sighup(scraper: Scraper) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut hup = match signal(SignalKind::hangup()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGHUP; reload with POST /-/reload");
-                return;
-            }
-        };
-        while hup.recv().await.is_some() {
-            if let Err(e) = scraper.reload().await {
-                tracing::error!(error = %e, "reload failed; the running configuration is kept");
-            }
-        }
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,7 +16,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::Json;
 use axum::Router;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
 use axum::routing::get;
 use serde_json::{Value, json};
 
@@ -144,18 +143,6 @@ async fn alerts(State(st): State<AppState>) -> Json<Value> {
         }
     }
     Json(json!({ "status": "success", "data": { "alerts": all } }))
-}
-
-/// `POST /-/reload` (and `PUT`): the scrape configuration and the rule files, each kept as it
-/// was if its new version is invalid; 200 once both are applied, else 400 with the reasons.
-pub(crate) async fn reload(State(st): State<AppState>) -> Result<StatusCode> {
-    let scrape = crate::scrape::api::reload(State(st.scrape.clone())).await;
-    let rules = st.rules.reload().await;
-    match (scrape, rules) {
-        (Ok(_), Ok(())) => Ok(StatusCode::OK),
-        (Err(e), Ok(())) | (Ok(_), Err(e)) => Err(e),
-        (Err(a), Err(b)) => Err(Error::BadData(format!("{a}; {b}"))),
-    }
 }
 
 /// The manager's lines on `/metrics`.

@@ -549,25 +549,6 @@ async fn stop(tx: tokio::sync::watch::Sender<bool>, task: Option<JoinHandle<()>>
     }
 }
 
-/// Reloads the rule files on every SIGHUP.
-#[cfg(unix)]
-pub fn reload_on_sighup(rules: RuleManager) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut hup = match signal(SignalKind::hangup()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGHUP; reload rules with POST /-/reload");
-                return;
-            }
-        };
-        while hup.recv().await.is_some() {
-            // a failure is logged and kept in the reload status by `reload` itself
-            let _ = rules.reload().await;
-        }
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
