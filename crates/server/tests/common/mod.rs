@@ -3,8 +3,11 @@
 //! and a loopback configuration on a free port.
 #![allow(clippy::unwrap_used, dead_code)] // tests: a panic is the failure report; not every test uses every helper
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use ocelli_model::Matcher;
 use ocelli_server::Config;
@@ -108,4 +111,89 @@ fn dechunk(mut s: &[u8]) -> Vec<u8> {
         s = &rest[n + 2..];
     }
     out
+}
+
+/// One request the recorder received.
+#[derive(Clone, Debug)]
+pub struct Record {
+    pub method: String,
+    pub path: String,
+    pub body: String,
+}
+
+/// A loopback HTTP server (a stand-in for Slack's incoming webhook and webhook receivers: the
+/// same protocol) that records every request and answers 500 to the first
+/// `fail_first` ones, 200 to the rest.
+pub struct Recorder {
+    pub addr: SocketAddr,
+    records: Arc<parking_lot::Mutex<Vec<Record>>>,
+}
+
+impl Recorder {
+    pub fn start(fail_first: usize) -> Recorder {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let records = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let rec = records.clone();
+        let seen = AtomicUsize::new(0);
+        std::thread::spawn(move || {
+            for conn in l.incoming() {
+                let Ok(mut s) = conn else { continue };
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                let mut line = String::new();
+                if r.read_line(&mut line).is_err() {
+                    continue;
+                }
+                let mut parts = line.split_whitespace();
+                let (method, path) = (
+                    parts.next().unwrap_or("").to_string(),
+                    parts.next().unwrap_or("").to_string(),
+                );
+                let mut len = 0usize;
+                loop {
+                    let mut h = String::new();
+                    if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                        break;
+                    }
+                    if let Some((k, v)) = h.split_once(':')
+                        && k.eq_ignore_ascii_case("content-length")
+                    {
+                        len = v.trim().parse().unwrap();
+                    }
+                }
+                let mut body = vec![0; len];
+                r.read_exact(&mut body).unwrap();
+                rec.lock().push(Record { method, path, body: String::from_utf8(body).unwrap() });
+                let n = seen.fetch_add(1, Ordering::SeqCst);
+                let answer: &[u8] = if n < fail_first {
+                    b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\nConnection: close\r\n\r\nboom"
+                } else {
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                };
+                let _ = s.write_all(answer);
+            }
+        });
+        Recorder { addr, records }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn records(&self) -> Vec<Record> {
+        self.records.lock().clone()
+    }
+
+    /// Waits until at least `n` requests arrived (at most 10 s) and returns them all.
+    pub async fn wait(&self, n: usize) -> Vec<Record> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = self.records();
+            if r.len() >= n {
+                return r;
+            }
+            assert!(Instant::now() < deadline, "{} requests, expected {n}: {r:?}", r.len());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
