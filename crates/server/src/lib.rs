@@ -12,6 +12,7 @@
 
 pub mod alerting;
 pub mod config;
+pub(crate) mod embedded;
 pub mod error;
 pub mod http;
 pub mod metrics;

@@ -27,11 +27,7 @@ pub struct Store {
     db: redb::Database,
 }
 
-impl std::fmt::Debug for Store {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").finish_non_exhaustive()
-    }
-}
+crate::embedded::opaque_debug!(Store);
 
 fn err(what: &str, path_or_key: &str, e: impl std::fmt::Display) -> Error {
     Error::Internal(format!("registry {what} {path_or_key}: {e}"))
@@ -42,10 +38,7 @@ impl Store {
     pub fn open(data_dir: &Path) -> Result<(Store, Vec<Record>)> {
         let path = data_dir.join(FILE_NAME);
         let shown = path.display().to_string();
-        let db = redb::Builder::new()
-            .set_cache_size(CACHE_BYTES)
-            .set_check_integrity_on_open(true)
-            .create(&path)
+        let db = crate::embedded::open(data_dir, FILE_NAME, CACHE_BYTES)
             .map_err(|e| err("cannot open", &shown, e))?;
         let store = Store { db };
         // make sure the table exists, so that reads of an empty registry find it

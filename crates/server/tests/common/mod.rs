@@ -126,14 +126,14 @@ pub struct Record {
 /// `fail_first` ones, 200 to the rest.
 pub struct Recorder {
     pub addr: SocketAddr,
-    records: Arc<parking_lot::Mutex<Vec<Record>>>,
+    records: Arc<std::sync::Mutex<Vec<Record>>>,
 }
 
 impl Recorder {
     pub fn start(fail_first: usize) -> Recorder {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
-        let records = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let records = Arc::new(std::sync::Mutex::new(Vec::new()));
         let rec = records.clone();
         let seen = AtomicUsize::new(0);
         std::thread::spawn(move || {
@@ -163,7 +163,11 @@ impl Recorder {
                 }
                 let mut body = vec![0; len];
                 r.read_exact(&mut body).unwrap();
-                rec.lock().push(Record { method, path, body: String::from_utf8(body).unwrap() });
+                rec.lock().unwrap().push(Record {
+                    method,
+                    path,
+                    body: String::from_utf8(body).unwrap(),
+                });
                 let n = seen.fetch_add(1, Ordering::SeqCst);
                 let answer: &[u8] = if n < fail_first {
                     b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\nConnection: close\r\n\r\nboom"
@@ -181,7 +185,7 @@ impl Recorder {
     }
 
     pub fn records(&self) -> Vec<Record> {
-        self.records.lock().clone()
+        self.records.lock().unwrap().clone()
     }
 
     /// Waits until at least `n` requests arrived (at most 10 s) and returns them all.

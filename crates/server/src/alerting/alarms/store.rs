@@ -33,11 +33,7 @@ pub struct Store {
     db: redb::Database,
 }
 
-impl std::fmt::Debug for Store {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").finish_non_exhaustive()
-    }
-}
+crate::embedded::opaque_debug!(Store);
 
 fn err(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Internal(format!("alarms {what} {FILE_NAME}: {e}"))
@@ -46,10 +42,7 @@ fn err(what: &str, e: impl std::fmt::Display) -> Error {
 impl Store {
     /// Opens (or creates) the file and reads every alarm.
     pub fn open(data_dir: &Path) -> Result<(Store, Vec<Stored>)> {
-        let db = redb::Builder::new()
-            .set_cache_size(1 << 20)
-            .set_check_integrity_on_open(true)
-            .create(data_dir.join(FILE_NAME))
+        let db = crate::embedded::open(data_dir, FILE_NAME, 1 << 20)
             .map_err(|e| err("cannot open", e))?;
         let tx = db.begin_write().map_err(|e| err("cannot write", e))?;
         tx.open_table(ALARMS).map_err(|e| err("cannot write", e))?;

@@ -174,11 +174,7 @@ impl History {
         let retention = config
             .retention()
             .map_err(|detail| Error::Config { path: "history".into(), detail })?;
-        let path = data_dir.join(FILE_NAME);
-        let db = redb::Builder::new()
-            .set_cache_size(CACHE_BYTES)
-            .set_check_integrity_on_open(true)
-            .create(&path)
+        let db = crate::embedded::open(data_dir, FILE_NAME, CACHE_BYTES)
             .map_err(|e| err("cannot open", e))?;
         let tx = db.begin_write().map_err(|e| err("cannot write", e))?;
         let next_seq = {

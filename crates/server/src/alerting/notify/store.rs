@@ -43,11 +43,7 @@ pub struct Store {
     db: redb::Database,
 }
 
-impl std::fmt::Debug for Store {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").finish_non_exhaustive()
-    }
-}
+crate::embedded::opaque_debug!(Store);
 
 fn err(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Internal(format!("notifier {what} {FILE_NAME}: {e}"))
@@ -78,11 +74,7 @@ impl Batch<'_> {
 impl Store {
     /// Opens (or creates) the file in `data_dir` and reads all of it.
     pub fn open(data_dir: &Path) -> Result<(Store, Loaded)> {
-        let path = data_dir.join(FILE_NAME);
-        let db = redb::Builder::new()
-            .set_cache_size(CACHE_BYTES)
-            .set_check_integrity_on_open(true)
-            .create(&path)
+        let db = crate::embedded::open(data_dir, FILE_NAME, CACHE_BYTES)
             .map_err(|e| err("cannot open", e))?;
         let store = Store { db };
         let tx = store.db.begin_write().map_err(|e| err("cannot write", e))?;
