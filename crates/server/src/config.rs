@@ -219,6 +219,7 @@ impl Config {
         c.registry.settings().map_err(|detail| Error::Config { path: origin.into(), detail })?;
         c.rules.settings().map_err(|detail| Error::Config { path: origin.into(), detail })?;
         c.notifier.delivery().map_err(|detail| Error::Config { path: origin.into(), detail })?;
+        c.history.retention().map_err(|detail| Error::Config { path: origin.into(), detail })?;
         Ok(c)
     }
 
@@ -306,6 +307,7 @@ mod tests {
         assert_eq!(c.query.default_subquery_step, d.query.default_subquery_step);
         assert_eq!(c.registry, d.registry);
         assert_eq!(c.rules, d.rules);
+        assert_eq!(c.history, d.history);
         assert_eq!(c.notifier, d.notifier);
     }
 
