@@ -19,6 +19,9 @@ pub mod history;
 pub mod notify;
 pub mod rules;
 
+#[cfg(test)]
+mod proptests;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
