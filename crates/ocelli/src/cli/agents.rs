@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::client::{Api, segment};
 use super::output::{self, Table, field};
-use super::{Conn, Failure, Format, Result};
+use super::{Conn, Failure, Result};
 
 #[derive(Subcommand, Debug)]
 pub enum Verb {
@@ -95,11 +95,7 @@ pub async fn run(conn: &Conn, verb: Verb) -> Result<()> {
         }
         Verb::Delete { key } => {
             let data = api.json(Method::DELETE, &path(&key)?, &Value::Null).await?;
-            if conn.output == Format::Table {
-                output::print(&format!("deleted agent {key}\n"));
-                return Ok(());
-            }
-            output::emit(conn.output, &data, |_| String::new())
+            output::done(conn.output, &data, &format!("deleted agent {key}"))
         }
     }
 }

@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 
 use super::client::{Api, segment};
 use super::output::{self, Table, cell, field};
-use super::{Conn, Failure, Format, Result};
+use super::{Conn, Failure, Result};
 
 #[derive(Subcommand, Debug)]
 pub enum Verb {
@@ -122,11 +122,7 @@ pub async fn run(conn: &Conn, verb: Verb) -> Result<()> {
         }
         Verb::Delete { id } => {
             let data = api.json(Method::DELETE, &path(&id), &Value::Null).await?;
-            if conn.output == Format::Table {
-                output::print(&format!("deleted alarm {id}\n"));
-                return Ok(());
-            }
-            output::emit(conn.output, &data, |_| String::new())
+            output::done(conn.output, &data, &format!("deleted alarm {id}"))
         }
         Verb::History { id, limit, kind } => {
             let limit = limit.map(|l| l.to_string());

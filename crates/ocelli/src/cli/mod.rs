@@ -101,8 +101,10 @@ pub struct Conn {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Evaluate a PromQL expression at one time (a table) or over a range (a chart).
+    #[command(after_help = EXIT_CODES)]
     Query(query::Args),
     /// Registered agents: list, show, change mode and interval, remove.
+    #[command(after_help = EXIT_CODES)]
     Agents {
         #[command(flatten)]
         conn: Conn,
@@ -110,6 +112,7 @@ pub enum Command {
         verb: agents::Verb,
     },
     /// Threshold alarms: list, show, create, delete, and their history.
+    #[command(after_help = EXIT_CODES)]
     Alarms {
         #[command(flatten)]
         conn: Conn,
@@ -117,6 +120,7 @@ pub enum Command {
         verb: alarms::Verb,
     },
     /// Silences of the notifier: list, create, expire.
+    #[command(after_help = EXIT_CODES)]
     Silences {
         #[command(flatten)]
         conn: Conn,
@@ -124,10 +128,13 @@ pub enum Command {
         verb: silences::Verb,
     },
     /// Rule groups and their rules, with health and state.
+    #[command(after_help = EXIT_CODES)]
     Rules(rules::Args),
     /// The server's health: readiness, ingest rate, active series, agents by health.
+    #[command(after_help = EXIT_CODES)]
     Status(status::Args),
     /// Import a file of exposition text or remote_write bodies, with a progress bar.
+    #[command(after_help = EXIT_CODES)]
     Import(import::Args),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {

@@ -69,6 +69,12 @@ pub fn emit(format: Format, data: &Value, table: impl FnOnce(&Value) -> String) 
     Ok(())
 }
 
+/// For verbs that change something: `message` (one line) as the table output, the data as JSON
+/// or YAML.
+pub fn done(format: Format, data: &Value, message: &str) -> Result<()> {
+    emit(format, data, |_| format!("{message}\n"))
+}
+
 /// Writes to stdout; a reader that went away ends the output quietly.
 pub fn print(text: &str) {
     let mut out = std::io::stdout().lock();

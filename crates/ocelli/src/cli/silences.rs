@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::client::{Api, segment};
 use super::output::{self, Table, field};
-use super::{Conn, Failure, Format, Result};
+use super::{Conn, Failure, Result};
 
 #[derive(Subcommand, Debug)]
 pub enum Verb {
@@ -81,12 +81,7 @@ pub async fn run(conn: &Conn, verb: Verb) -> Result<()> {
         Verb::Expire { id } => {
             let endpoint = format!("/api/v1/silences/{}", segment(&id));
             api.json(Method::DELETE, &endpoint, &Value::Null).await?;
-            let data = json!({ "expired": id });
-            if conn.output == Format::Table {
-                output::print(&format!("expired silence {id}\n"));
-                return Ok(());
-            }
-            output::emit(conn.output, &data, |_| String::new())
+            output::done(conn.output, &json!({ "expired": id }), &format!("expired silence {id}"))
         }
     }
 }
