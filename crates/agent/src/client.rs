@@ -1,6 +1,7 @@
 //! The agent's HTTP client to the server: plain `http://` URLs, one kept-alive HTTP/1.1
 //! connection per [`Client`], a timeout over connect, send and the whole answer, and answers
-//! capped in size. The push output and the heartbeat each own one.
+//! capped in size. The push output and the heartbeat each own one; the `ocelli` command-line
+//! client uses one too, with other methods and a larger answer cap.
 //!
 //! Deliberately absent: TLS (put a TLS-terminating proxy in front of the server for now),
 //! redirects, HTTP/2.
@@ -77,11 +78,18 @@ pub struct Client {
     url: ServerUrl,
     timeout: Duration,
     sender: Option<SendRequest<Full<Bytes>>>,
+    max_answer_bytes: usize,
 }
 
 impl Client {
     pub fn new(url: ServerUrl, timeout: Duration) -> Client {
-        Client { url, timeout, sender: None }
+        Client { url, timeout, sender: None, max_answer_bytes: MAX_ANSWER_BYTES }
+    }
+
+    /// The same client with another cap on the answer body (default 1 MiB).
+    pub fn with_max_answer_bytes(mut self, max: usize) -> Client {
+        self.max_answer_bytes = max;
+        self
     }
 
     pub fn url(&self) -> &ServerUrl {
@@ -96,13 +104,27 @@ impl Client {
         headers: &[(&str, &str)],
         body: Vec<u8>,
     ) -> Result<Answer> {
+        self.request(hyper::Method::POST, endpoint, headers, body).await
+    }
+
+    /// Sends `method endpoint` (the endpoint may carry a query string) with the given headers
+    /// and body; any status is an `Ok` answer, a connection failure or timeout is an error
+    /// naming the server.
+    pub async fn request(
+        &mut self,
+        method: hyper::Method,
+        endpoint: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<Answer> {
         let timeout = self.timeout;
-        match tokio::time::timeout(timeout, self.exchange(endpoint, headers, body)).await {
+        let exchange = self.exchange(method.clone(), endpoint, headers, body);
+        match tokio::time::timeout(timeout, exchange).await {
             Ok(r) => r,
             Err(_) => {
                 self.sender = None;
                 Err(Error::Http(format!(
-                    "POST http://{}{}: no answer within {} s",
+                    "{method} http://{}{}: no answer within {} s",
                     self.url.authority,
                     self.url.path(endpoint),
                     timeout.as_secs()
@@ -113,12 +135,13 @@ impl Client {
 
     async fn exchange(
         &mut self,
+        method: hyper::Method,
         endpoint: &str,
         headers: &[(&str, &str)],
         body: Vec<u8>,
     ) -> Result<Answer> {
         let path = self.url.path(endpoint);
-        let what = format!("POST http://{}{path}", self.url.authority);
+        let what = format!("{method} http://{}{path}", self.url.authority);
         let reusable = match self.sender.take() {
             Some(mut s) => s.ready().await.is_ok().then_some(s),
             None => None,
@@ -127,7 +150,9 @@ impl Client {
             Some(s) => s,
             None => connect(&self.url.authority).await?,
         };
-        let mut req = hyper::Request::post(path)
+        let mut req = hyper::Request::builder()
+            .method(method)
+            .uri(path)
             .header(hyper::header::HOST, &self.url.authority)
             .header(hyper::header::USER_AGENT, concat!("ocelli-agent/", env!("CARGO_PKG_VERSION")));
         for (k, v) in headers {
@@ -139,7 +164,7 @@ impl Client {
         let resp =
             sender.send_request(req).await.map_err(|e| Error::Http(format!("{what}: {e}")))?;
         let (parts, body) = resp.into_parts();
-        let body = Limited::new(body, MAX_ANSWER_BYTES)
+        let body = Limited::new(body, self.max_answer_bytes)
             .collect()
             .await
             .map_err(|e| Error::Http(format!("{what}: reading the answer: {e}")))?

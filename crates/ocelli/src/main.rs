@@ -1,11 +1,13 @@
 //! The `ocelli` binary: one program that is the server (`ocelli server`), the agent
-//! (`ocelli agent`) and, in later work, the command-line client. It parses flags, sets up
-//! logging and hands off to the library crates; it holds no logic of its own.
+//! (`ocelli agent`) and the command-line client (`ocelli query`, `agents`, `alarms`, ... in
+//! [`cli`]). It parses flags, sets up logging and hands off to the library crates and the
+//! client's modules.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 
+mod cli;
 mod local_agent;
 
 /// mimalloc returns freed memory to the system more readily than glibc's per-thread arenas,
@@ -13,10 +15,11 @@ mod local_agent;
 /// storage benchmark).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
 #[command(name = "ocelli", version, about = "Multi-cloud integrated monitoring")]
+#[command(after_help = cli::EXIT_CODES)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -41,6 +44,8 @@ enum Command {
     },
     /// Run the host agent: collectors with push, pull and on-demand outputs.
     Agent(ocelli_agent::cli::AgentCommand),
+    #[command(flatten)]
+    Client(cli::Command),
 }
 
 /// Hands the memory a large query or a storage maintenance step (head cut, compaction) freed
@@ -60,6 +65,9 @@ fn main() -> anyhow::Result<()> {
     ocelli_server::query::set_after_large_query(trim_after_query);
     ocelli_tsdb::set_after_maintenance(trim_after_query);
     let cli = Cli::parse();
+    if let Command::Client(c) = cli.command {
+        std::process::exit(cli::run(c, Cli::command));
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -113,6 +121,7 @@ fn main() -> anyhow::Result<()> {
                 .context("starting the async runtime")?;
             rt.block_on(ocelli_agent::run(cfg, ocelli_agent::shutdown_signal()))?;
         }
+        Command::Client(_) => {}
     }
     Ok(())
 }
