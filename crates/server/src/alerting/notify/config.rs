@@ -1,12 +1,15 @@
 //! The notifier's configuration: the `[notifier]` section of the server's TOML file
 //! ([`NotifierConfig`]) and the Alertmanager-format YAML file it names, parsed and checked by
-//! the pure function [`parse`] into [`Settings`].
+//! the pure function [`parse`] into [`Settings`]; [`parse_file`] also resolves the files the
+//! YAML names (`tls_config.ca_file`, `auth_password_file`) against the YAML's folder and checks
+//! that they can be read.
 //!
 //! The YAML subset is Alertmanager 0.25's `global` (`resolve_timeout`, `smtp_from`,
 //! `smtp_smarthost`, `smtp_auth_username`, `smtp_auth_password`, `smtp_require_tls`,
 //! `slack_api_url`), `route` (`receiver`, `group_by` with `['...']`, `group_wait`,
 //! `group_interval`, `repeat_interval`, `matchers`, `match`, `match_re`, `continue`, `routes`),
-//! `receivers` (`slack_configs`, `email_configs`, `webhook_configs` with the fields below) and
+//! `receivers` (`slack_configs`, `email_configs` with `tls_config` (`ca_file`, `server_name`,
+//! `insecure_skip_verify`), `webhook_configs`, with the fields below) and
 //! `inhibit_rules` (`source_matchers`, `target_matchers`, `source_match`, `source_match_re`,
 //! `target_match`, `target_match_re`, `equal`). Anything else is refused, so a file that relies
 //! on a feature Ocelli lacks fails loudly instead of routing differently; so are Go templates
@@ -18,7 +21,7 @@
 //! STARTTLS when `require_tls`, plain when not).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ocelli_model::{MatchOp, Matcher};
@@ -145,10 +148,25 @@ pub struct EmailConfig {
     pub smarthost: String,
     pub auth_username: Option<String>,
     pub auth_password: Option<String>,
+    /// A file holding the password, read at each send (one trailing line break is dropped).
+    pub auth_password_file: Option<PathBuf>,
     pub require_tls: bool,
+    /// How the server's certificate is checked (STARTTLS and port 465).
+    pub tls: TlsConfig,
     /// Extra headers; `Subject` replaces the built-in subject.
     pub headers: BTreeMap<String, String>,
     pub send_resolved: bool,
+}
+
+/// Alertmanager's `tls_config`, the parts that apply to an SMTP client.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TlsConfig {
+    /// PEM certificates trusted as roots beside the Mozilla roots, read at each send.
+    pub ca_file: Option<PathBuf>,
+    /// The name sent in SNI and checked against the certificate (default: the smarthost's host).
+    pub server_name: Option<String>,
+    /// Accept any certificate for any name (logged as a warning when the file is loaded).
+    pub insecure_skip_verify: bool,
 }
 
 /// Alertmanager's webhook (payload version 4).
@@ -264,11 +282,23 @@ struct EmailYaml {
     smarthost: Option<Spanned<String>>,
     auth_username: Option<String>,
     auth_password: Option<String>,
+    auth_password_file: Option<Spanned<String>>,
     require_tls: Option<bool>,
+    #[serde(default)]
+    tls_config: TlsYaml,
     #[serde(default)]
     headers: BTreeMap<String, Spanned<String>>,
     #[serde(default)]
     send_resolved: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct TlsYaml {
+    ca_file: Option<Spanned<String>>,
+    server_name: Option<Spanned<String>>,
+    #[serde(default)]
+    insecure_skip_verify: bool,
 }
 
 #[derive(Deserialize)]
@@ -307,6 +337,8 @@ struct InhibitYaml {
 /// Builds errors that name the file and the line.
 struct Ctx<'a> {
     origin: &'a str,
+    /// The YAML file's folder, when the files it names are to be resolved and checked.
+    dir: Option<&'a Path>,
 }
 
 impl Ctx<'_> {
@@ -321,10 +353,21 @@ impl Ctx<'_> {
 }
 
 /// Parses and checks an Alertmanager-format YAML file. `origin` (the file's name) starts
-/// every error, followed by the line.
+/// every error, followed by the line. The files it names are taken as written, unchecked.
 pub fn parse(text: &str, origin: &str) -> Result<Settings, String> {
+    parse_in(text, origin, None)
+}
+
+/// [`parse`], and the files the YAML names are made relative to `dir` (the YAML file's folder)
+/// when relative, and checked: a `ca_file` must hold usable PEM certificates, an
+/// `auth_password_file` must be readable.
+pub fn parse_file(text: &str, origin: &str, dir: &Path) -> Result<Settings, String> {
+    parse_in(text, origin, Some(dir))
+}
+
+fn parse_in(text: &str, origin: &str, dir: Option<&Path>) -> Result<Settings, String> {
     let file: FileYaml = serde_saphyr::from_str(text).map_err(|e| yaml_error(origin, &e))?;
-    let cx = Ctx { origin };
+    let cx = Ctx { origin, dir };
     if let Some(t) = file.templates.first() {
         return Err(cx.at(t, "templates: Go templates are not supported; remove the entry (notifications use built-in titles and texts)"));
     }
@@ -481,13 +524,45 @@ fn receiver(cx: &Ctx<'_>, g: &GlobalYaml, r: &ReceiverYaml) -> Result<Receiver, 
             }
             headers.insert(canonical, no_template(cx, v, &format!("{here}.headers.{k}"))?);
         }
+        let auth_password_file = match &c.auth_password_file {
+            Some(f) if c.auth_password.is_some() => {
+                return Err(
+                    cx.at(f, format!("{here}: give auth_password or auth_password_file, not both"))
+                );
+            }
+            Some(f) => Some(file(cx, f, &format!("{here}.auth_password_file"), |p| {
+                std::fs::File::open(p).map(|_| ()).map_err(|e| format!("cannot read it: {e}"))
+            })?),
+            None => None,
+        };
+        let t = &c.tls_config;
+        let ca_file = t
+            .ca_file
+            .as_ref()
+            .map(|f| {
+                file(cx, f, &format!("{here}.tls_config.ca_file"), |p| {
+                    super::email::ca_certificates(p).map(|_| ())
+                })
+            })
+            .transpose()?;
+        if let Some(n) = t.server_name.as_ref().filter(|n| n.value.trim().is_empty()) {
+            return Err(cx.at(n, format!("{here}.tls_config.server_name: must not be empty")));
+        }
         out.email.push(EmailConfig {
             to: c.to.value.clone(),
             from,
             smarthost,
             auth_username: c.auth_username.clone().or_else(|| g.smtp_auth_username.clone()),
-            auth_password: c.auth_password.clone().or_else(|| g.smtp_auth_password.clone()),
+            auth_password: c.auth_password.clone().or_else(|| {
+                auth_password_file.is_none().then(|| g.smtp_auth_password.clone()).flatten()
+            }),
+            auth_password_file,
             require_tls: c.require_tls.or(g.smtp_require_tls).unwrap_or(true),
+            tls: TlsConfig {
+                ca_file,
+                server_name: t.server_name.as_ref().map(|n| n.value.clone()),
+                insecure_skip_verify: t.insecure_skip_verify,
+            },
             headers,
             send_resolved: c.send_resolved,
         });
@@ -502,6 +577,23 @@ fn receiver(cx: &Ctx<'_>, g: &GlobalYaml, r: &ReceiverYaml) -> Result<Receiver, 
         });
     }
     Ok(out)
+}
+
+/// A path the YAML names: relative to the YAML's folder, and checked by `check` when the
+/// files are to be checked.
+fn file(
+    cx: &Ctx<'_>,
+    s: &Spanned<String>,
+    field: &str,
+    check: impl FnOnce(&Path) -> Result<(), String>,
+) -> Result<PathBuf, String> {
+    if s.value.is_empty() {
+        return Err(cx.at(s, format!("{field}: must not be empty")));
+    }
+    let Some(dir) = cx.dir else { return Ok(PathBuf::from(&s.value)) };
+    let path = dir.join(&s.value);
+    check(&path).map_err(|e| cx.at(s, format!("{field}: {}: {e}", path.display())))?;
+    Ok(path)
 }
 
 /// `content-type` -> `Content-Type`.

@@ -42,7 +42,9 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-pub use config::{EmailConfig, NotifierConfig, Receiver, Settings, SlackConfig, WebhookConfig};
+pub use config::{
+    EmailConfig, NotifierConfig, Receiver, Settings, SlackConfig, TlsConfig, WebhookConfig,
+};
 pub use inhibit::InhibitRule;
 pub use matchers::parse as parse_matchers;
 pub use ocelli_model::{MatchOp, Matcher};
@@ -110,11 +112,19 @@ pub fn load_settings(config: &NotifierConfig) -> Result<Settings> {
         return Err(cfg_err(format!("{len} bytes is over the limit of {MAX_CONFIG_BYTES}")));
     }
     let text = std::fs::read_to_string(path).map_err(|e| cfg_err(e.to_string()))?;
-    config::parse(&text, &shown).map_err(|detail| Error::Config {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let settings = config::parse_file(&text, &shown, dir).map_err(|detail| Error::Config {
         // `parse` starts its messages with the file's name already
         path: "notifier".into(),
         detail,
-    })
+    })?;
+    for r in &settings.receivers {
+        for (i, e) in r.email.iter().enumerate().filter(|(_, e)| e.tls.insecure_skip_verify) {
+            tracing::warn!(receiver = %r.name, email_config = i, smarthost = %e.smarthost,
+                "tls_config.insecure_skip_verify is set: the SMTP server's certificate is not checked");
+        }
+    }
+    Ok(settings)
 }
 
 impl NotifierConfig {

@@ -27,6 +27,8 @@ fn the_example_file_parses() {
     assert_eq!(email.auth_username.as_deref(), Some("ocelli"));
     assert!(email.require_tls && email.send_resolved);
     assert_eq!(email.headers.get("X-Ocelli-Team").map(String::as_str), Some("ops"));
+    assert_eq!(email.tls.server_name.as_deref(), Some("smtp.example.org"));
+    assert!(!email.tls.insecure_skip_verify && email.tls.ca_file.is_none());
     let slack = &s.receivers[1].slack[0];
     assert_eq!(slack.api_url, "https://hooks.slack.com/services/T000/B000/XXXX");
     assert_eq!((slack.channel.as_str(), slack.username.as_str()), ("#alerts", "Ocelli"));
@@ -186,4 +188,85 @@ fn the_toml_section_is_checked() {
         ..NotifierConfig::default()
     };
     assert_eq!(good.delivery().unwrap().alertmanagers[0].authority(), "am:9093");
+}
+
+#[test]
+fn email_tls_config_and_password_file() {
+    let email = |fields: &str| {
+        format!(
+            "route:\n  receiver: a\nreceivers:\n- name: a\n  email_configs:\n  - to: x@y\n    from: a@b\n    smarthost: mail:587\n{fields}"
+        )
+    };
+    let c = &ok(&email(
+        "    tls_config:\n      ca_file: certs/ca.pem\n      server_name: mail.example.org\n      insecure_skip_verify: true\n",
+    ))
+    .receivers[0]
+        .email[0];
+    let want = TlsConfig {
+        ca_file: Some("certs/ca.pem".into()),
+        server_name: Some("mail.example.org".into()),
+        insecure_skip_verify: true,
+    };
+    assert_eq!(c.tls, want);
+    // defaults: verify against the Mozilla roots and the smarthost's name
+    assert_eq!(ok(&email("")).receivers[0].email[0].tls, TlsConfig::default());
+    assert!(
+        err(&email("    tls_config:\n      cert_file: c.pem\n")).starts_with(
+            "am.yml: line 10, column 7: unknown field `cert_file`, expected one of ca_file, server_name, insecure_skip_verify"
+        ),
+        "{}",
+        err(&email("    tls_config:\n      cert_file: c.pem\n"))
+    );
+    assert_eq!(
+        err(&email("    tls_config:\n      server_name: ''\n")),
+        "am.yml: line 10, column 20: receiver \"a\": email_configs[0].tls_config.server_name: must not be empty"
+    );
+    assert_eq!(
+        err(&email("    auth_password: x\n    auth_password_file: /run/pw\n")),
+        "am.yml: line 10, column 25: receiver \"a\": email_configs[0]: give auth_password or auth_password_file, not both"
+    );
+    let g = ok(&format!(
+        "global:\n  smtp_auth_password: global\n{}",
+        email("    auth_username: u\n    auth_password_file: pw\n")
+    ));
+    let c = &g.receivers[0].email[0];
+    // the entry's file wins over the global password
+    assert_eq!(
+        (c.auth_password.as_deref(), c.auth_password_file.as_deref()),
+        (None, Some(Path::new("pw")))
+    );
+}
+
+#[test]
+fn parse_file_resolves_and_checks_the_named_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = |fields: &str| {
+        format!(
+            "route:\n  receiver: a\nreceivers:\n- name: a\n  email_configs:\n  - to: x@y\n    from: a@b\n    smarthost: mail:587\n{fields}"
+        )
+    };
+    let parsed = |fields: &str| parse_file(&yaml(fields), "am.yml", dir.path());
+    let ca = dir.path().join("ca.pem");
+    let missing = parsed("    tls_config:\n      ca_file: ca.pem\n").unwrap_err();
+    assert!(
+        missing.starts_with(&format!(
+            "am.yml: line 10, column 16: receiver \"a\": email_configs[0].tls_config.ca_file: {}: cannot read it: ",
+            ca.display()
+        )),
+        "{missing}"
+    );
+    std::fs::write(&ca, "not a certificate\n").unwrap();
+    assert!(
+        parsed("    tls_config:\n      ca_file: ca.pem\n")
+            .unwrap_err()
+            .ends_with("ca.pem: holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
+    );
+    std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").unwrap();
+    let bad = parsed("    tls_config:\n      ca_file: ca.pem\n").unwrap_err();
+    assert!(bad.ends_with("ca.pem: certificate 1 is not usable as a root (BadEncoding)"), "{bad}");
+    let pw = parsed("    auth_password_file: secret\n").unwrap_err();
+    assert!(pw.contains("email_configs[0].auth_password_file: "), "{pw}");
+    std::fs::write(dir.path().join("secret"), "pw\n").unwrap();
+    let s = parsed("    auth_password_file: secret\n").unwrap();
+    assert_eq!(s.receivers[0].email[0].auth_password_file, Some(dir.path().join("secret")));
 }
