@@ -3,7 +3,7 @@
 //! registered by heartbeat, and the per-VM, per-service and per-cloud answers are checked
 //! number by number against a reference computed here from the same samples (a period at `T`
 //! covers `(T - period, T]`). Also: every 400 and 404, and the OpenAPI document against the
-//! routes.
+//! routes (every view route documented, every documented operation routed).
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 mod common;
@@ -355,20 +355,27 @@ async fn openapi_documents_every_view_route() {
         for route in ocelli_server::views::api::ROUTES {
             assert!(paths.contains_key(*route), "{route} is not documented");
         }
-        // every documented path is routed: with its parameters filled in, the server answers
-        // in JSON (a route's own 400/404), never the router's empty 404
-        for path in paths.keys() {
+        // every documented path and method is routed: with its parameters filled in and no
+        // body, the server answers in JSON (the route's own 400 or 404), never with the
+        // router's empty 404 or 405
+        let mut checked = 0;
+        for (path, ops) in paths {
             let filled: String = path
                 .split('/')
                 .map(|p| if p.starts_with('{') { "cpu" } else { p })
                 .collect::<Vec<_>>()
                 .join("/");
-            let (code, text) = http(addr, "GET", &filled, b"");
-            let v: Value = serde_json::from_str(&text)
-                .unwrap_or_else(|e| panic!("{path} as {filled}: {code} {e}: {text:?}"));
-            assert!(v.is_object(), "{path}: {v}");
-            assert_ne!(code, 405, "{path}");
+            for method in ops.as_object().unwrap().keys() {
+                let m = method.to_ascii_uppercase();
+                let (code, text) = http(addr, &m, &filled, b"");
+                let v: Value = serde_json::from_str(&text)
+                    .unwrap_or_else(|e| panic!("{m} {path} as {filled}: {code} {e}: {text:?}"));
+                assert!(v.is_object(), "{m} {path}: {v}");
+                assert_ne!(code, 405, "{m} {path}");
+                checked += 1;
+            }
         }
+        assert!(checked >= 9, "{checked} operations");
     })
     .await;
 }
