@@ -302,6 +302,7 @@ fn router(state: AppState) -> Router {
         .merge(crate::alerting::alarms::api::routes())
         .merge(crate::alerting::rules::api::routes())
         .merge(crate::alerting::notify::api::routes())
+        .merge(crate::views::api::routes())
         // each handler reads its body through `read_body`, which enforces the limit with a
         // precise message
         .layer(DefaultBodyLimit::disable())

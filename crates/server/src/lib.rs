@@ -9,6 +9,7 @@
 //!
 //! Server-pull scraping of Prometheus targets is [`scrape`].
 //! The agent registry (agents, their mode, health and on-demand calls) is [`registry`].
+//! CB-Dragonfly-style REST views over the stored series, and the OpenAPI document, are [`views`].
 
 pub mod alerting;
 pub mod config;
@@ -19,6 +20,7 @@ pub mod metrics;
 pub mod query;
 pub mod registry;
 pub mod scrape;
+pub mod views;
 
 pub use config::Config;
 pub use error::{Error, Result};
