@@ -9,7 +9,9 @@
 //!
 //! Server-pull scraping of Prometheus targets is [`scrape`].
 //! The agent registry (agents, their mode, health and on-demand calls) is [`registry`].
+//! Ingest aggregation (`[[aggregation]]` rules) is [`aggregate`].
 
+pub mod aggregate;
 pub mod alerting;
 pub mod config;
 pub(crate) mod embedded;
