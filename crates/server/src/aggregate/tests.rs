@@ -286,3 +286,64 @@ proptest! {
         prop_assert_eq!(got, want);
     }
 }
+
+#[test]
+fn raw_batches_report_original_indices_and_feed_only_when_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = ocelli_tsdb::Options { background: false, ..Default::default() };
+    let (db, _) = ocelli_tsdb::Db::open(dir.path(), opts).unwrap();
+    let agg = aggregator(&[entry("cpu", "1h", &["count"])]);
+    let smp = [Sample::new(1_000, 1.0)];
+    let cpu: &[(&[u8], &[u8])] = &[(b"__name__", b"cpu"), (b"host", b"a")];
+    let bad_cpu: &[(&[u8], &[u8])] = &[(b"1x", b"y"), (b"__name__", b"cpu")];
+    let mem: &[(&[u8], &[u8])] = &[(b"__name__", b"mem")];
+    let bad_mem: &[(&[u8], &[u8])] = &[(b"1x", b"y"), (b"__name__", b"mem")];
+    let raw = |l| RawSeries { labels: l, samples: &smp };
+    // an invalid consumed series, at index 1
+    let e = agg.append_raw(&db, &[raw(cpu), raw(bad_cpu)], 0).unwrap_err();
+    assert!(matches!(e, ocelli_tsdb::Error::InvalidLabels { index: 1, .. }), "{e}");
+    // an invalid stored series after a consumed one: index 2 in the request, 1 in storage's batch
+    let e = agg.append_raw(&db, &[raw(mem), raw(cpu), raw(bad_mem)], 0).unwrap_err();
+    assert!(matches!(e, ocelli_tsdb::Error::InvalidLabels { index: 2, .. }), "{e}");
+    assert_eq!(agg.input.load(Ordering::Relaxed), 0, "rejected batches feed nothing");
+    assert!(
+        db.select(&[ocelli_model::Matcher::equal("__name__", "mem")], 0, i64::MAX)
+            .unwrap()
+            .is_empty()
+    );
+    agg.append_raw(&db, &[raw(mem), raw(cpu)], 0).unwrap();
+    assert_eq!(agg.input.load(Ordering::Relaxed), 1);
+    agg.flush_into(&db, i64::MAX, false);
+    let out = db
+        .select(&[ocelli_model::Matcher::equal("__name__", "cpu:1h_count")], 0, i64::MAX)
+        .unwrap();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].samples, vec![Sample::new(3_600_000, 1.0)]);
+    assert!(
+        db.select(&[ocelli_model::Matcher::equal("__name__", "cpu")], 0, i64::MAX)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(agg.output.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn config_file_section() {
+    let text = "[[aggregation]]\nmatch = '{__name__=~\"node_cpu_.*\"}'\ninterval = \"1m\"\n\
+                outputs = [\"avg\", \"max\"]\nby = [\"instance\"]\n";
+    let c = crate::Config::parse(text, "x.toml").unwrap();
+    assert_eq!(c.aggregation.len(), 1);
+    let rules = compile(&c.aggregation).unwrap();
+    assert_eq!(
+        rules[0].output_name("node_cpu_seconds_total", Output::Avg),
+        "node_cpu_seconds_total:1m_by_instance_avg"
+    );
+    assert!(!rules[0].keep_input);
+    let e = crate::Config::parse(&text.replace("\"max\"", "\"median\""), "x.toml").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "config x.toml: aggregation[0].outputs: \"median\" is not one of min, max, avg, last, sum, count"
+    );
+    let e = crate::Config::parse(&format!("{text}bogus = 1\n"), "x.toml").unwrap_err();
+    assert!(e.to_string().contains("unknown field `bogus`"), "{e}");
+}
