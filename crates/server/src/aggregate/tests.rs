@@ -347,3 +347,21 @@ fn config_file_section() {
     let e = crate::Config::parse(&format!("{text}bogus = 1\n"), "x.toml").unwrap_err();
     assert!(e.to_string().contains("unknown field `bogus`"), "{e}");
 }
+
+#[test]
+fn the_commented_example_is_valid() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/server.example.toml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let start = text.find("# [[aggregation]]").unwrap();
+    let section: String = text[start..]
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .map(|l| format!("{}\n", l.strip_prefix("# ").unwrap_or(l.trim_start_matches('#'))))
+        .collect();
+    let c = crate::Config::parse(&section, "example").unwrap();
+    let rules = compile(&c.aggregation).unwrap();
+    assert_eq!(rules[0].outputs, vec![Output::Avg, Output::Max]);
+    assert_eq!(rules[0].delay_ms, 6_000);
+    assert_eq!(rules[0].output_name("node_cpu_x", Output::Max), "node_cpu_x:1m_by_instance_max");
+}
