@@ -29,7 +29,14 @@ pub struct AggregationConfig {
     /// the interval, at least 1s but never more than the interval itself.
     #[serde(default)]
     pub flush_delay: Option<String>,
+    /// Most output series (groups) open at once, over all open intervals; a sample that would
+    /// open one more is dropped. Default 100000.
+    #[serde(default)]
+    pub max_series: Option<usize>,
 }
+
+/// The default of `max_series`.
+pub const DEFAULT_MAX_SERIES: usize = 100_000;
 
 /// One output of an aggregation rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,6 +82,7 @@ pub struct Rule {
     pub outputs: Vec<Output>,
     pub grouping: Grouping,
     pub keep_input: bool,
+    pub max_series: usize,
     /// `:<interval>[_by_..|_without_..]_`, between the metric name and the output.
     infix: String,
 }
@@ -169,6 +177,20 @@ fn compile_one(e: &AggregationConfig) -> Result<Rule, String> {
         }
         (None, None) => (Grouping::All, String::new()),
     };
+    let max_series = match e.max_series {
+        Some(0) => return Err("max_series: must be at least 1".into()),
+        Some(n) => n,
+        None => DEFAULT_MAX_SERIES,
+    };
     let infix = format!(":{}{suffix}_", e.interval.trim());
-    Ok(Rule { matchers, interval_ms, delay_ms, outputs, grouping, keep_input: e.keep_input, infix })
+    Ok(Rule {
+        matchers,
+        interval_ms,
+        delay_ms,
+        outputs,
+        grouping,
+        keep_input: e.keep_input,
+        max_series,
+        infix,
+    })
 }

@@ -24,7 +24,7 @@ use ocelli_tsdb::{Db, SeriesSamples};
 use parking_lot::Mutex;
 
 pub use config::{AggregationConfig, Rule, compile};
-use state::RuleState;
+use state::{Added, RuleState};
 
 /// The rules and their open intervals. Cheap to ask when there are no rules
 /// ([`Aggregator::is_empty`]).
@@ -35,6 +35,7 @@ pub struct Aggregator {
     input: AtomicU64,
     output: AtomicU64,
     late: AtomicU64,
+    full: AtomicU64,
     write_failed: AtomicU64,
 }
 
@@ -100,13 +101,14 @@ impl Aggregator {
 
     /// Adds stored (or consumed) series to the open intervals of the rules they match, as of
     /// wall-clock `now` (ms). Stale markers are skipped; a sample whose interval has closed
-    /// (its end plus the flush delay is not after `now`) is dropped and counted as late.
+    /// (its end plus the flush delay is not after `now`) is dropped and counted as late, one
+    /// that would open a group over the rule's `max_series` as `too_many_series`.
     pub fn feed(&self, pending: Pending, now: i64) {
         if pending.is_empty() {
             return;
         }
         let mut states = self.states.lock();
-        let (mut input, mut late) = (0u64, 0u64);
+        let (mut input, mut late, mut full) = (0u64, 0u64, 0u64);
         for (rules, s) in &pending.0 {
             for &i in rules {
                 let (rule, st) = (&self.rules[i], &mut states[i]);
@@ -115,16 +117,17 @@ impl Aggregator {
                     if ocelli_model::is_stale_nan(smp.v) {
                         continue;
                     }
-                    if st.add(rule, &key, smp.t, smp.v, now) {
-                        input += 1;
-                    } else {
-                        late += 1;
+                    match st.add(rule, &key, smp.t, smp.v, now) {
+                        Added::Yes => input += 1,
+                        Added::Late => late += 1,
+                        Added::Full => full += 1,
                     }
                 }
             }
         }
         self.input.fetch_add(input, Ordering::Relaxed);
         self.late.fetch_add(late, Ordering::Relaxed);
+        self.full.fetch_add(full, Ordering::Relaxed);
     }
 
     /// Closes the intervals whose end plus flush delay is not after `now` (all open ones when
@@ -227,10 +230,12 @@ impl Aggregator {
              # HELP ocelli_aggregation_dropped_samples_total Samples ingest aggregation dropped, by reason.\n\
              # TYPE ocelli_aggregation_dropped_samples_total counter\n\
              ocelli_aggregation_dropped_samples_total{{reason=\"late\"}} {}\n\
+             ocelli_aggregation_dropped_samples_total{{reason=\"too_many_series\"}} {}\n\
              ocelli_aggregation_dropped_samples_total{{reason=\"write_failed\"}} {}\n",
             get(&self.input),
             get(&self.output),
             get(&self.late),
+            get(&self.full),
             get(&self.write_failed),
         );
     }

@@ -53,12 +53,24 @@ pub struct RuleState {
     open: BTreeMap<i64, HashMap<Labels, Acc>>,
     /// Intervals starting before this have been closed; their samples are late.
     closed_before: i64,
+    /// Groups over all open intervals, held under the rule's `max_series`.
+    groups: usize,
 }
 
 impl Default for RuleState {
     fn default() -> Self {
-        RuleState { open: BTreeMap::new(), closed_before: i64::MIN }
+        RuleState { open: BTreeMap::new(), closed_before: i64::MIN, groups: 0 }
     }
+}
+
+/// What became of a sample offered to a rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Added {
+    Yes,
+    /// Its interval is closed or due.
+    Late,
+    /// It would open a group over the rule's `max_series`.
+    Full,
 }
 
 impl RuleState {
@@ -67,22 +79,30 @@ impl RuleState {
         t.div_euclid(rule.interval_ms) * rule.interval_ms
     }
 
-    /// Adds a sample under `key`; false (and nothing added) when its interval is closed or due
-    /// to close: end plus the flush delay not after `now`.
-    pub fn add(&mut self, rule: &Rule, key: &Labels, t: i64, v: f64, now: i64) -> bool {
+    /// Adds a sample under `key`, unless its interval is closed or due to close (end plus the
+    /// flush delay not after `now`) or it would open a group over `max_series`.
+    pub fn add(&mut self, rule: &Rule, key: &Labels, t: i64, v: f64, now: i64) -> Added {
         let start = Self::start(rule, t);
         let due = start.saturating_add(rule.interval_ms).saturating_add(rule.delay_ms);
         if start < self.closed_before || due <= now {
-            return false;
+            return Added::Late;
         }
+        let full = self.groups >= rule.max_series;
         let groups = self.open.entry(start).or_default();
         match groups.get_mut(key) {
             Some(acc) => acc.add(t, v),
+            None if full => {
+                if groups.is_empty() {
+                    self.open.remove(&start);
+                }
+                return Added::Full;
+            }
             None => {
                 groups.insert(key.clone(), Acc::new(t, v));
+                self.groups += 1;
             }
         }
-        true
+        Added::Yes
     }
 
     /// Closes the intervals due at `now` (every open one when `all`), pushing one series per
@@ -95,6 +115,7 @@ impl RuleState {
                 break;
             }
             let groups = entry.remove();
+            self.groups -= groups.len();
             self.closed_before = self.closed_before.max(end);
             let mut keys: Vec<_> = groups.into_iter().collect();
             keys.sort_by(|a, b| a.0.cmp(&b.0));

@@ -365,3 +365,25 @@ fn the_commented_example_is_valid() {
     assert_eq!(rules[0].delay_ms, 6_000);
     assert_eq!(rules[0].output_name("node_cpu_x", Output::Max), "node_cpu_x:1m_by_instance_max");
 }
+
+#[test]
+fn open_groups_are_capped_per_rule() {
+    let mut e = entry("up", "10s", &["count"]);
+    e.max_series = Some(2);
+    let agg = aggregator(&[e]);
+    let up = |i: &str, t: i64| series(&[("__name__", "up"), ("i", i)], &[(t, 1.0)]);
+    // 2 groups in [0, 10s); a third there and one in [10s, 20s) are refused; known ones grow
+    let (_, p) = agg.split(vec![up("a", 0), up("b", 1), up("c", 2), up("a", 3), up("a", 10_000)]);
+    agg.feed(p, 0);
+    assert_eq!(agg.full.load(Ordering::Relaxed), 2);
+    let got = outputs(&agg.flush(i64::MAX, false));
+    assert_eq!(got["up:10s_count{i=\"a\"} @10000"], 2.0);
+    assert_eq!(got.len(), 2);
+    // closing frees the room
+    let (_, p) = agg.split(vec![up("c", 20_000)]);
+    agg.feed(p, 0);
+    assert_eq!(outputs(&agg.flush(i64::MAX, true)).len(), 1);
+    let mut e = entry("up", "10s", &["count"]);
+    e.max_series = Some(0);
+    assert_eq!(compile(&[e]).unwrap_err(), "aggregation[0].max_series: must be at least 1");
+}
