@@ -39,6 +39,8 @@ pub struct Config {
     pub rules: crate::alerting::rules::RulesConfig,
     /// The notifier (`[notifier]`); see `crate::alerting::notify::config`.
     pub notifier: crate::alerting::notify::NotifierConfig,
+    /// Ingest aggregation rules (`[[aggregation]]`); see `crate::aggregate::config`.
+    pub aggregation: Vec<crate::aggregate::AggregationConfig>,
     /// The file this config was read from, if any: reloading reads it again.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -61,6 +63,7 @@ impl Default for Config {
             history: crate::alerting::history::HistoryConfig::default(),
             rules: crate::alerting::rules::RulesConfig::default(),
             notifier: crate::alerting::notify::NotifierConfig::default(),
+            aggregation: Vec::new(),
             source: None,
         }
     }
@@ -220,6 +223,8 @@ impl Config {
         c.rules.settings().map_err(|detail| Error::Config { path: origin.into(), detail })?;
         c.notifier.delivery().map_err(|detail| Error::Config { path: origin.into(), detail })?;
         c.history.retention().map_err(|detail| Error::Config { path: origin.into(), detail })?;
+        crate::aggregate::compile(&c.aggregation)
+            .map_err(|detail| Error::Config { path: origin.into(), detail })?;
         Ok(c)
     }
 

@@ -44,6 +44,7 @@ pub(crate) struct AppState {
     pub alarms: crate::alerting::alarms::Alarms,
     pub rules: crate::alerting::rules::RuleManager,
     pub notifier: crate::alerting::notify::Notifier,
+    pub aggregator: Arc<crate::aggregate::Aggregator>,
 }
 
 impl axum::extract::FromRef<AppState> for crate::scrape::Scraper {
@@ -121,7 +122,15 @@ impl Server {
         );
         let crate::alerting::Parts { history, rules, alarms, notifier } =
             crate::alerting::start(&config, db.clone(), engine.clone(), hooks).await?;
+        let aggregator = Arc::new(crate::aggregate::Aggregator::new(
+            crate::aggregate::compile(&config.aggregation)
+                .map_err(|detail| Error::Config { path: "aggregation".into(), detail })?,
+        ));
+        let (stop_aggregation, aggregation_stop) = tokio::sync::watch::channel(false);
+        let aggregation =
+            tokio::spawn(crate::aggregate::run(aggregator.clone(), db.clone(), aggregation_stop));
         let state = AppState {
+            aggregator,
             rules: rules.clone(),
             notifier: notifier.clone(),
             registry: registry.clone(),
@@ -162,6 +171,9 @@ impl Server {
             rule_manager.shutdown().await;
             stop_notifier.shutdown().await;
             scraper.shutdown().await;
+            // requests are done: close every open aggregation interval and store it
+            let _ = stop_aggregation.send(true);
+            let _ = aggregation.await;
             served.map_err(|e| Error::Internal(e.to_string()))?;
             // last reference: closing syncs the WAL
             drop(db);
@@ -316,13 +328,13 @@ pub(crate) async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f).await.map_err(|e| Error::Internal(e.to_string()))?
 }
 
-/// Appends decoded series as one all-or-nothing batch.
-fn store(db: &Db, series: Vec<DecodedSeries>) -> Result<()> {
+/// Appends decoded series as one all-or-nothing batch, through ingest aggregation.
+fn store(st: &AppState, series: Vec<DecodedSeries>) -> Result<()> {
     let batch: Vec<SeriesSamples> = series
         .into_iter()
         .map(|s| SeriesSamples { labels: s.labels, samples: s.samples })
         .collect();
-    Ok(db.append(&batch)?)
+    st.aggregator.append(&st.db, batch, now_ms())
 }
 
 async fn tsdb_status(State(st): State<AppState>) -> Result<impl IntoResponse> {
@@ -370,7 +382,7 @@ async fn remote_write(State(st): State<AppState>, body: Body) -> Result<impl Int
             let res = rw::decompress_into(&body, &st.limits, proto).map_err(bad).and_then(|()| {
                 let req = rw::decode_raw(proto).map_err(bad)?;
                 let series: Vec<_> = req.series().collect();
-                st.db.append_raw(&series).map_err(|e| match e {
+                st.aggregator.append_raw(&st.db, &series, now_ms()).map_err(|e| match e {
                     // the same words as the decoder's, which names series the same way
                     ocelli_tsdb::Error::InvalidLabels { index, source } => {
                         bad(ocelli_wire::Error::InvalidSeries { index, source })
@@ -479,7 +491,7 @@ async fn ingest_text(
         let max = st.limits.max_decompressed_bytes;
         let text = request_body(&headers, body, max)?;
         let series = decode(&text, max).map_err(|e| Error::BadData(e.to_string()))?;
-        store(&st.db, series)
+        store(&st, series)
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)

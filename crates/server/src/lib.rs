@@ -10,7 +10,9 @@
 //! Server-pull scraping of Prometheus targets is [`scrape`].
 //! The agent registry (agents, their mode, health and on-demand calls) is [`registry`].
 //! CB-Dragonfly-style REST views over the stored series, and the OpenAPI document, are [`views`].
+//! Ingest aggregation (`[[aggregation]]` rules) is [`aggregate`].
 
+pub mod aggregate;
 pub mod alerting;
 pub mod config;
 pub(crate) mod embedded;

@@ -99,7 +99,7 @@ async fn otlp_store(st: AppState, headers: HeaderMap, body: Body) -> Result<Vec<
             );
         }
         let response = decoded.response();
-        store(&st.db, decoded.series)?;
+        store(&st, decoded.series)?;
         Ok(response)
     })
     .await
