@@ -31,6 +31,11 @@ pub const FILE_NAME: &str = "history.redb";
 /// `(at_ms, seq)` -> [`HistoryEvent`] as JSON.
 const EVENTS: TableDefinition<(i64, u64), &[u8]> = TableDefinition::new("events");
 
+/// `"next_seq"` -> the sequence number the next event gets, written with every batch, so that
+/// opening does not scan every event to find it.
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const NEXT_SEQ: &str = "next_seq";
+
 /// How often the writer deletes events past the retention.
 pub const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
@@ -179,12 +184,20 @@ impl History {
         let tx = db.begin_write().map_err(|e| err("cannot write", e))?;
         let next_seq = {
             let table = tx.open_table(EVENTS).map_err(|e| err("cannot write", e))?;
-            let mut max = 0;
-            for row in table.iter().map_err(|e| err("cannot read", e))? {
-                let (k, _) = row.map_err(|e| err("cannot read", e))?;
-                max = max.max(k.value().1 + 1);
+            let meta = tx.open_table(META).map_err(|e| err("cannot write", e))?;
+            let stored = meta.get(NEXT_SEQ).map_err(|e| err("cannot read", e))?.map(|v| v.value());
+            match stored {
+                Some(n) => n,
+                // a file written before the meta table: find the largest sequence number
+                None => {
+                    let mut max = 0;
+                    for row in table.iter().map_err(|e| err("cannot read", e))? {
+                        let (k, _) = row.map_err(|e| err("cannot read", e))?;
+                        max = max.max(k.value().1 + 1);
+                    }
+                    max
+                }
             }
-            max
         };
         tx.commit().map_err(|e| err("cannot write", e))?;
         let db = Arc::new(db);
@@ -296,6 +309,10 @@ impl Writer {
                     .insert((at_of(e), self.next_seq), json.as_slice())
                     .map_err(|e| err("cannot write", e))?;
                 self.next_seq += 1;
+            }
+            if !events.is_empty() {
+                let mut meta = tx.open_table(META).map_err(|e| err("cannot write", e))?;
+                meta.insert(NEXT_SEQ, self.next_seq).map_err(|e| err("cannot write", e))?;
             }
             if prune {
                 let cutoff = now_ms().saturating_sub(self.retention.as_millis() as i64);
