@@ -1,7 +1,7 @@
 //! Ocelli's data model, shared by every other crate: label sets and series identity
 //! ([`Labels`], [`SeriesId`]), samples and the Prometheus stale marker ([`Sample`],
 //! [`STALE_NAN`], [`format_value`]), label matchers with Prometheus semantics ([`Matcher`]), and the rules for
-//! valid metric and label names; [`time`] holds calendar arithmetic, [`identity`] the rules of an
+//! valid metric and label names; [`time`] holds calendar arithmetic, [`rollup`] the per-window aggregates of downsampled data, [`identity`] the rules of an
 //! agent's multi-cloud identity.
 //!
 //! This crate does no I/O and knows no wire format or storage layout; it is the bottom of the
@@ -11,6 +11,7 @@ mod error;
 pub mod identity;
 mod labels;
 mod matcher;
+pub mod rollup;
 mod sample;
 pub mod time;
 

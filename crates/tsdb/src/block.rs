@@ -16,6 +16,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
+use ocelli_model::rollup::{Window, window_end};
 use ocelli_model::{Labels, Matcher, Sample};
 use serde::{Deserialize, Serialize};
 
@@ -57,7 +58,24 @@ pub struct BlockMeta {
     pub sources: Vec<u64>,
     pub index: FileMeta,
     pub chunks: FileMeta,
+    /// 0 for a block of raw samples; for a rollup block, the width of its windows in ms. Its
+    /// chunks then hold [`Window`]s ([`ROLLUP_COLUMNS`] value columns per chunk), stamped with
+    /// each window's last raw sample, and all of them lie in one rollup span.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub resolution: i64,
+    /// For a rollup block: the highest block `seq` in the directory when it was built. A raw
+    /// (or finer rollup) block over its span with a higher `seq` holds data it lacks.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub built_after: u64,
 }
+
+fn is_zero<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
+/// Value columns of a rollup chunk, in order: `count`, `sum`, `min`, `max`, `t - first_t`,
+/// `first_v`, `t - last_t`, `last_v`, `counter_correction`, `resets`, `changes`.
+pub(crate) const ROLLUP_COLUMNS: usize = 11;
 
 /// Writes one block from series given in ascending label order.
 #[derive(Debug)]
@@ -137,6 +155,55 @@ impl BlockWriter {
             self.vs.extend(part.iter().map(|s| s.v));
             self.scratch.clear();
             chunkenc::encode_chunk(&self.ts, &self.vs, &mut self.scratch);
+            refs.push(self.write_scratch(part[0].t, part[part.len() - 1].t)?);
+        }
+        self.samples += samples.len() as u64;
+        self.index.add(labels, refs)
+    }
+
+    /// Adds a series of a rollup block: its windows, sorted by time, not empty.
+    pub(crate) fn add_windows(&mut self, labels: &Labels, windows: &[Window]) -> Result<()> {
+        if windows.is_empty() {
+            return Ok(());
+        }
+        let mut refs = Vec::with_capacity(windows.len().div_ceil(MAX_CHUNK_SAMPLES));
+        let mut cols: Vec<Vec<f64>> = vec![Vec::new(); ROLLUP_COLUMNS];
+        for part in windows.chunks(MAX_CHUNK_SAMPLES) {
+            self.ts.clear();
+            self.ts.extend(part.iter().map(|w| w.t));
+            for c in &mut cols {
+                c.clear();
+            }
+            for w in part {
+                let row = [
+                    w.count as f64,
+                    w.sum,
+                    w.min,
+                    w.max,
+                    (w.t - w.first_t) as f64,
+                    w.first_v,
+                    (w.t - w.last_t) as f64,
+                    w.last_v,
+                    w.counter_correction,
+                    w.resets as f64,
+                    w.changes as f64,
+                ];
+                for (c, v) in cols.iter_mut().zip(row) {
+                    c.push(v);
+                }
+            }
+            let views: Vec<&[f64]> = cols.iter().map(Vec::as_slice).collect();
+            self.scratch.clear();
+            chunkenc::encode_columns(&self.ts, &views, &mut self.scratch);
+            refs.push(self.write_scratch(part[0].t, part[part.len() - 1].t)?);
+        }
+        self.samples += windows.len() as u64;
+        self.index.add(labels, refs)
+    }
+
+    /// Appends the chunk in `scratch` (spanning `[min_t, max_t]`) and its checksum.
+    fn write_scratch(&mut self, min_t: i64, max_t: i64) -> Result<ChunkRef> {
+        {
             let crc = crc32fast::hash(&self.scratch);
             let p = self.tmp.join(BLOCK_CHUNKS);
             let Some(w) = self.chunks.as_mut() else {
@@ -149,29 +216,38 @@ impl BlockWriter {
             w.write_all(&crc.to_le_bytes()).io_ctx("write", &p)?;
             self.chunks_crc.update(&self.scratch);
             self.chunks_crc.update(&crc.to_le_bytes());
-            let (min_t, max_t) = (part[0].t, part[part.len() - 1].t);
-            refs.push(ChunkRef {
-                min_t,
-                max_t,
-                offset: self.chunks_off,
-                len: self.scratch.len() as u32,
-            });
+            let r =
+                ChunkRef { min_t, max_t, offset: self.chunks_off, len: self.scratch.len() as u32 };
             self.chunks_off += self.scratch.len() as u64 + 4;
             self.min_t = self.min_t.min(min_t);
             self.max_t = self.max_t.max(max_t);
             self.num_chunks += 1;
+            Ok(r)
         }
-        self.samples += samples.len() as u64;
-        self.index.add(labels, refs)
     }
 
     /// Writes the index and meta, syncs and publishes the block. Returns `None` (and removes
     /// the temporary folder) if no series was added.
     pub(crate) fn finish(self, level: u32, sources: Vec<u64>) -> Result<Option<Block>> {
+        self.finish_with(level, sources, 0, 0)
+    }
+
+    /// [`BlockWriter::finish`] for a rollup block of `resolution` built after block `built_after`.
+    pub(crate) fn finish_rollup(self, resolution: i64, built_after: u64) -> Result<Option<Block>> {
+        self.finish_with(1, Vec::new(), resolution, built_after)
+    }
+
+    fn finish_with(
+        self,
+        level: u32,
+        sources: Vec<u64>,
+        resolution: i64,
+        built_after: u64,
+    ) -> Result<Option<Block>> {
         let mut this = self;
         this.finished = true;
         let tmp = this.tmp.clone();
-        let res = this.finish_inner(level, sources);
+        let res = this.finish_inner(level, sources, resolution, built_after);
         if res.is_err() {
             // never leave a half-written block behind; a retry starts from scratch
             let _ = fs::remove_dir_all(&tmp);
@@ -179,7 +255,13 @@ impl BlockWriter {
         res
     }
 
-    fn finish_inner(&mut self, level: u32, sources: Vec<u64>) -> Result<Option<Block>> {
+    fn finish_inner(
+        &mut self,
+        level: u32,
+        sources: Vec<u64>,
+        resolution: i64,
+        built_after: u64,
+    ) -> Result<Option<Block>> {
         let (tmp, dir, seq, chunks_off) =
             (self.tmp.clone(), self.dir.clone(), self.seq, self.chunks_off);
         let index = std::mem::take(&mut self.index);
@@ -214,6 +296,8 @@ impl BlockWriter {
             sources,
             index: FileMeta { size: ibuf.len() as u64, crc32: crc32fast::hash(&ibuf) },
             chunks: FileMeta { size: chunks_off, crc32: chunks_crc.finalize() },
+            resolution,
+            built_after,
         };
         drop(ibuf);
         let p = tmp.join(BLOCK_META);
@@ -384,21 +468,13 @@ impl Block {
     ) -> Result<Vec<Sample>> {
         let mut out = Vec::new();
         for c in chunks.iter().filter(|c| c.min_t <= maxt && mint <= c.max_t) {
-            let (start, end) = (c.offset as usize, c.offset as usize + c.len as usize);
+            let data = self.chunk_bytes(c)?;
             let corrupt = |detail: String| Error::Corrupt {
                 what: "chunk",
                 path: self.dir.join(BLOCK_CHUNKS),
                 offset: c.offset,
                 detail,
             };
-            let (Some(data), Some(crc)) =
-                (self.chunks_map.get(start..end), self.chunks_map.get(end..end + 4))
-            else {
-                return Err(corrupt("chunk reference past the end of the file".into()));
-            };
-            if crc32fast::hash(data).to_le_bytes() != crc {
-                return Err(corrupt("chunk checksum mismatch".into()));
-            }
             ts.clear();
             vs.clear();
             chunkenc::decode_chunk(data, ts, vs).map_err(|e| corrupt(e.to_string()))?;
@@ -411,6 +487,74 @@ impl Block {
             );
         }
         Ok(out)
+    }
+
+    /// The windows of one series of a rollup block whose window ends lie in `[e_lo, e_hi]`.
+    pub(crate) fn read_windows(
+        &self,
+        chunks: &[ChunkRef],
+        e_lo: i64,
+        e_hi: i64,
+    ) -> Result<Vec<Window>> {
+        let res = self.meta.resolution;
+        let mut out = Vec::new();
+        let mut ts = Vec::new();
+        let mut cols: Vec<Vec<f64>> = vec![Vec::new(); ROLLUP_COLUMNS];
+        for c in chunks.iter().filter(|c| c.min_t <= e_hi && e_lo - res < c.max_t) {
+            let data = self.chunk_bytes(c)?;
+            ts.clear();
+            for col in &mut cols {
+                col.clear();
+            }
+            chunkenc::decode_columns(data, &mut ts, &mut cols).map_err(|e| Error::Corrupt {
+                what: "chunk",
+                path: self.dir.join(BLOCK_CHUNKS),
+                offset: c.offset,
+                detail: e.to_string(),
+            })?;
+            for (i, &t) in ts.iter().enumerate() {
+                let e = window_end(t, res);
+                if e < e_lo || e > e_hi {
+                    continue;
+                }
+                let col = |k: usize| cols[k][i];
+                out.push(Window {
+                    t,
+                    count: col(0) as u64,
+                    sum: col(1),
+                    min: col(2),
+                    max: col(3),
+                    first_t: t - col(4) as i64,
+                    first_v: col(5),
+                    last_t: t - col(6) as i64,
+                    last_v: col(7),
+                    counter_correction: col(8),
+                    resets: col(9) as u64,
+                    changes: col(10) as u64,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// A chunk's bytes, checked against its checksum.
+    fn chunk_bytes(&self, c: &ChunkRef) -> Result<&[u8]> {
+        let (start, end) = (c.offset as usize, c.offset as usize + c.len as usize);
+        let corrupt = |detail: &str| Error::Corrupt {
+            what: "chunk",
+            path: self.dir.join(BLOCK_CHUNKS),
+            offset: c.offset,
+            detail: detail.into(),
+        };
+        let (Some(data), Some(crc)) =
+            (self.chunks_map.get(start..end), self.chunks_map.get(end..end + 4))
+        else {
+            return Err(corrupt("chunk reference past the end of the file"));
+        };
+        if crc32fast::hash(data).to_le_bytes() != crc {
+            return Err(corrupt("chunk checksum mismatch"));
+        }
+        Ok(data)
     }
 
     /// Series matching `matchers` with their samples in `[mint, maxt]`, in label order (the

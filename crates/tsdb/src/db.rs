@@ -37,6 +37,11 @@ use crate::index::ChunkRef;
 use crate::record;
 use crate::wal::{self, FsyncPolicy, ReplayReport, Wal};
 
+mod downsample;
+
+pub use downsample::{ROLLUP_SPAN_MS, Rollup, RollupStats};
+pub use ocelli_model::rollup::Window;
+
 /// Run on the maintenance thread after a head cut or a compaction; see [`set_after_maintenance`].
 static AFTER_MAINTENANCE: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
 
@@ -79,6 +84,10 @@ pub struct Options {
     pub background: bool,
     /// Limits applied to every selection.
     pub limits: Limits,
+    /// Resolutions to downsample to, ascending, each a multiple of the one before and a
+    /// divisor of a day. Default [`Rollup::defaults`]: 5 m after 40 h (kept 90 days), 1 h after
+    /// 10 days (kept a year). Empty: no downsampling.
+    pub rollups: Vec<Rollup>,
 }
 
 impl Default for Options {
@@ -94,6 +103,7 @@ impl Default for Options {
             maintenance_interval: Duration::from_secs(1),
             background: true,
             limits: Limits::default(),
+            rollups: Rollup::defaults(),
         }
     }
 }
@@ -161,6 +171,8 @@ pub struct Stats {
     pub compaction_seconds: f64,
     pub min_t: Option<i64>,
     pub max_t: Option<i64>,
+    /// Rollup blocks per resolution (not counted in `blocks` and `block_*`).
+    pub rollups: Vec<RollupStats>,
 }
 
 struct FrozenHead {
@@ -177,6 +189,8 @@ struct Inner {
     head: RwLock<(Arc<Head>, u64)>,
     frozen: RwLock<Vec<Arc<FrozenHead>>>,
     blocks: RwLock<Vec<Arc<Block>>>,
+    /// Rollup blocks of every resolution, by `seq`.
+    rollups: RwLock<Vec<Arc<Block>>>,
     wal: Wal,
     next_seq: AtomicU64,
     maintenance: Mutex<()>,
@@ -230,9 +244,11 @@ impl Db {
         if lock.try_lock().is_err() {
             return Err(Error::Locked(dir));
         }
+        downsample::validate(&opts.rollups)?;
         let mut report = OpenReport::default();
         let blocks = open_blocks(&dir, &mut report)?;
         let next_seq = blocks.iter().map(|b| b.meta.seq).max().unwrap_or(0) + 1;
+        let (blocks, rollups) = downsample::split_rollups(blocks, &mut report.cleaned)?;
 
         let head = Arc::new(Head::new());
         let wal_dir = dir.join(WAL_DIR);
@@ -300,6 +316,7 @@ impl Db {
             head: RwLock::new((head, first_segment)),
             frozen: RwLock::new(Vec::new()),
             blocks: RwLock::new(blocks),
+            rollups: RwLock::new(rollups),
             wal,
             next_seq: AtomicU64::new(next_seq),
             maintenance: Mutex::new(()),
@@ -359,6 +376,34 @@ impl Db {
     }
 
     /// [`Db::select`] with explicit limits.
+    /// The windows at resolution `res_ms` (a divisor of a day) of the series matching
+    /// `matchers`, for every window holding a time in `[mint, maxt]`, streamed in label order:
+    /// `f` returns `false` to stop. Read from rollups where up-to-date ones exist, computed
+    /// from raw samples elsewhere; the answer is the same either way.
+    pub fn select_windows_each(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        res_ms: i64,
+        limits: Limits,
+        f: &mut dyn FnMut(Labels, Vec<Window>) -> bool,
+    ) -> Result<()> {
+        self.inner.select_windows_each(matchers, mint, maxt, res_ms, limits, f)
+    }
+
+    /// Resolutions (ascending) with up-to-date rollups over some of `[mint, maxt]`.
+    pub fn rollup_resolutions(&self, mint: i64, maxt: i64) -> Vec<i64> {
+        self.inner.rollup_resolutions(mint, maxt)
+    }
+
+    /// Builds every rollup that is due now (the background thread does this too); returns
+    /// how many were written.
+    pub fn downsample(&self) -> Result<usize> {
+        let _m = self.inner.maintenance.lock();
+        self.inner.downsample()
+    }
+
     pub fn select_with_limits(
         &self,
         matchers: &[Matcher],
@@ -589,6 +634,47 @@ impl SourceCursor {
             SourceCursor::Head { series, next } => *next = series.next(),
         }
         Ok(())
+    }
+
+    /// The current series' samples in the inclusive intervals `within` (sorted, disjoint);
+    /// moves to the next series.
+    fn take_in(&mut self, within: &[(i64, i64)]) -> Result<Vec<Sample>> {
+        let mut out = Vec::new();
+        match self {
+            SourceCursor::Block { block, next, .. } => {
+                if let Some((_, chunks)) = next.take() {
+                    for &(a, b) in within.iter().filter(|&&(a, b)| block.overlaps(a, b)) {
+                        out.extend(block.read_chunks(&chunks, a, b)?);
+                    }
+                }
+            }
+            SourceCursor::Head { next, .. } => {
+                if let Some((_, s)) = next.take() {
+                    for &(a, b) in within {
+                        out.extend(Head::samples(&s, a, b));
+                    }
+                }
+            }
+        }
+        self.advance()?;
+        Ok(out)
+    }
+
+    /// The current series' windows ending in `[e_lo, e_hi]`, of a rollup block; moves to the
+    /// next series.
+    fn take_windows(&mut self, e_lo: i64, e_hi: i64) -> Result<Vec<Window>> {
+        let out = match self {
+            SourceCursor::Block { block, next, .. } => match next.take() {
+                Some((_, chunks)) => block.read_windows(&chunks, e_lo, e_hi)?,
+                None => Vec::new(),
+            },
+            SourceCursor::Head { next, .. } => {
+                next.take();
+                Vec::new()
+            }
+        };
+        self.advance()?;
+        Ok(out)
     }
 
     /// The current series' labels and samples in `[mint, maxt]`; moves to the next one.
@@ -822,8 +908,10 @@ impl Inner {
             return Err(Error::InvalidTimeRange { mint, maxt });
         }
         let (blocks, frozen, head) = self.sources(mint, maxt);
+        let rollups: Vec<Arc<Block>> =
+            self.rollups.read().iter().filter(|b| b.overlaps(mint, maxt)).cloned().collect();
         let mut set = BTreeSet::new();
-        for b in &blocks {
+        for b in blocks.iter().chain(&rollups) {
             set.extend(from_block(b)?);
         }
         for h in frozen.iter().chain([&head]) {
@@ -915,6 +1003,7 @@ impl Inner {
             compaction_seconds: self.compaction_ns.load(Ordering::Relaxed) as f64 / 1e9,
             min_t: blocks.iter().map(|b| b.meta.min_t).min(),
             max_t: blocks.iter().map(|b| b.meta.max_t).max(),
+            rollups: self.rollup_stats(),
         };
         if let Some((lo, hi)) = head.time_range() {
             st.min_t = Some(st.min_t.map_or(lo, |m| m.min(lo)));
@@ -949,6 +1038,10 @@ impl Inner {
             match self.compact(false) {
                 Ok(n) => worked |= n > 0,
                 Err(e) => tracing::error!(error = %e, "compaction failed; will retry"),
+            }
+            match self.downsample() {
+                Ok(n) => worked |= n > 0,
+                Err(e) => tracing::error!(error = %e, "downsampling failed; will retry"),
             }
             if worked && let Some(f) = AFTER_MAINTENANCE.get() {
                 f();
@@ -1224,7 +1317,7 @@ impl Inner {
             tracing::info!(block = %b.dir.display(), max_t = b.meta.max_t, "retention deletes block");
             delete_block_dir(&b.dir)?;
         }
-        Ok(doomed.len())
+        Ok(doomed.len() + self.rollup_retention(newest)?)
     }
 }
 

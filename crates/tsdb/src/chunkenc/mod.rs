@@ -194,3 +194,95 @@ pub fn chunk_value_codec(buf: &[u8]) -> Result<ValueCodec> {
 pub fn chunk_ts_codec(buf: &[u8]) -> Result<TsCodec> {
     Ok(parse_header(buf)?.tcodec)
 }
+
+/// Most value columns a multi-column chunk may have.
+pub const MAX_COLUMNS: usize = 32;
+
+/// Multi-column chunk, for rollup blocks: one timestamp column and several value columns of
+/// the same length, each value column with the best codec for it (as [`encode_chunk`] picks).
+/// Layout: version, `n`, timestamp codec, timestamp column length and bytes, the number of
+/// value columns, then per column its codec, length and bytes (`docs/format/chunks.md`).
+///
+/// Panics if a column's length differs from `ts`', or on more than [`MAX_COLUMNS`] columns or
+/// [`MAX_CHUNK_SAMPLES`] samples.
+pub fn encode_columns(ts: &[i64], cols: &[&[f64]], out: &mut Vec<u8>) {
+    assert!(ts.len() <= MAX_CHUNK_SAMPLES, "chunk of {} samples exceeds limit", ts.len());
+    assert!(cols.len() <= MAX_COLUMNS, "{} columns exceed the limit", cols.len());
+    out.push(FORMAT_VERSION);
+    bstream::put_uvarint(out, ts.len() as u64);
+    let mut tcol = Vec::with_capacity(16);
+    let tcodec = timestamps::encode(ts, &mut tcol);
+    out.push(tcodec as u8);
+    bstream::put_uvarint(out, tcol.len() as u64);
+    out.extend_from_slice(&tcol);
+    out.push(cols.len() as u8);
+    let mut vcol = Vec::with_capacity(ts.len() * 2);
+    for c in cols {
+        assert_eq!(c.len(), ts.len(), "timestamp and value columns differ in length");
+        vcol.clear();
+        let codec = values::encode_best(c, &mut vcol);
+        out.push(codec.tag());
+        bstream::put_uvarint(out, vcol.len() as u64);
+        out.extend_from_slice(&vcol);
+    }
+}
+
+/// Decodes a chunk written by [`encode_columns`] with exactly `cols.len()` value columns,
+/// appending to `ts` and each column. On error every vector is restored to its length on entry.
+pub fn decode_columns(buf: &[u8], ts: &mut Vec<i64>, cols: &mut [Vec<f64>]) -> Result<()> {
+    let t0 = ts.len();
+    let lens: Vec<usize> = cols.iter().map(Vec::len).collect();
+    let res = (|| {
+        let mut r = bstream::ByteReader::new(buf);
+        let version = r.read_u8()?;
+        if version != FORMAT_VERSION {
+            return Err(ChunkError::Version { found: version, supported: FORMAT_VERSION });
+        }
+        let count = r.read_uvarint()?;
+        if count > MAX_CHUNK_SAMPLES as u64 {
+            return Err(ChunkError::TooManySamples { count, limit: MAX_CHUNK_SAMPLES });
+        }
+        let n = count as usize;
+        let tcodec = TsCodec::from_tag(r.read_u8()?)?;
+        let tlen = r.read_uvarint()?;
+        let tlen = usize::try_from(tlen)
+            .map_err(|_| ChunkError::BadField { field: "timestamp column length", value: tlen })?;
+        timestamps::decode(tcodec, r.read_bytes(tlen)?, n, ts)?;
+        if ts.len() - t0 != n {
+            return Err(ChunkError::CountMismatch {
+                column: "timestamp",
+                expected: n,
+                found: ts.len() - t0,
+            });
+        }
+        let ncols = r.read_u8()?;
+        if usize::from(ncols) != cols.len() {
+            return Err(ChunkError::BadField { field: "column count", value: u64::from(ncols) });
+        }
+        for (c, &l0) in cols.iter_mut().zip(&lens) {
+            let codec = ValueCodec::from_tag(r.read_u8()?)?;
+            let len = r.read_uvarint()?;
+            let len = usize::try_from(len)
+                .map_err(|_| ChunkError::BadField { field: "value column length", value: len })?;
+            values::decode(codec, r.read_bytes(len)?, n, c)?;
+            if c.len() - l0 != n {
+                return Err(ChunkError::CountMismatch {
+                    column: "value",
+                    expected: n,
+                    found: c.len() - l0,
+                });
+            }
+        }
+        if !r.remaining().is_empty() {
+            return Err(ChunkError::TrailingBytes { column: "value", extra: r.remaining().len() });
+        }
+        Ok(())
+    })();
+    if res.is_err() {
+        ts.truncate(t0);
+        for (c, l0) in cols.iter_mut().zip(lens) {
+            c.truncate(l0);
+        }
+    }
+    res
+}

@@ -303,4 +303,28 @@ proptest! {
         let _ = decode_chunk(&b, &mut vec![], &mut vec![]);
         let _ = decode_head(&buf, 500, &mut vec![], &mut vec![]);
     }
+
+    #[test]
+    fn prop_columns_roundtrip_and_corruption_never_panics(
+        (ts, vs) in series_strategy(),
+        flip in any::<usize>(),
+    ) {
+        let other: Vec<f64> = vs.iter().map(|v| v * 2.0 + 1.0).collect();
+        let mut buf = vec![];
+        encode_columns(&ts, &[&vs, &other], &mut buf);
+        let (mut dt, mut cols) = (vec![], vec![vec![], vec![]]);
+        decode_columns(&buf, &mut dt, &mut cols).unwrap();
+        prop_assert_eq!(&dt, &ts);
+        prop_assert_eq!(bits(&cols[0]), bits(&vs));
+        prop_assert_eq!(bits(&cols[1]), bits(&other));
+        // the wrong number of columns is an error, and damage never panics
+        let mut one = vec![vec![]];
+        prop_assert!(decode_columns(&buf, &mut vec![], &mut one).is_err());
+        prop_assert!(one[0].is_empty());
+        let i = flip % buf.len();
+        buf[i] ^= 0x5a;
+        let _ = decode_columns(&buf, &mut vec![], &mut cols);
+        buf.truncate(i);
+        let _ = decode_columns(&buf, &mut vec![], &mut cols);
+    }
 }
