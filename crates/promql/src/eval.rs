@@ -18,7 +18,9 @@ use crate::{Error, Options, Result, Storage};
 /// Evaluation state of one query.
 pub(crate) struct Ctx<'a> {
     pub opts: &'a Options,
-    storage: &'a dyn Storage,
+    pub(crate) storage: &'a dyn Storage,
+    /// Which data selectors read (see `rollup`).
+    pub(crate) resolution: crate::Resolution,
     deadline: Instant,
     /// Samples loaded so far, against `opts.max_samples`.
     loaded: Cell<usize>,
@@ -32,8 +34,9 @@ pub(crate) fn instant(
     storage: &dyn Storage,
     expr: &Expr,
     t: i64,
+    resolution: crate::Resolution,
 ) -> Result<QueryValue> {
-    let ctx = Ctx::new(opts, storage, t, t);
+    let ctx = Ctx::new(opts, storage, t, t, resolution);
     let steps = Steps { start: t, step: 1, n: 1 };
     Ok(match ctx.eval(expr, steps)? {
         Val::Scalar(v) => QueryValue::Scalar(t, v[0]),
@@ -66,8 +69,9 @@ pub(crate) fn range(
     start: i64,
     end: i64,
     step: i64,
+    resolution: crate::Resolution,
 ) -> Result<QueryValue> {
-    let ctx = Ctx::new(opts, storage, start, end);
+    let ctx = Ctx::new(opts, storage, start, end, resolution);
     let n = ((end - start) / step) as usize + 1;
     let steps = Steps { start, step, n };
     let mut out: Vec<(Labels, Vec<Sample>)> = match ctx.eval(expr, steps)? {
@@ -150,10 +154,17 @@ pub(crate) fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>
 }
 
 impl<'a> Ctx<'a> {
-    fn new(opts: &'a Options, storage: &'a dyn Storage, start: i64, end: i64) -> Ctx<'a> {
+    fn new(
+        opts: &'a Options,
+        storage: &'a dyn Storage,
+        start: i64,
+        end: i64,
+        resolution: crate::Resolution,
+    ) -> Ctx<'a> {
         Ctx {
             opts,
             storage,
+            resolution,
             deadline: Instant::now() + opts.timeout,
             loaded: Cell::new(0),
             query_start: start,
@@ -173,7 +184,7 @@ impl<'a> Ctx<'a> {
         if total > self.opts.max_samples { Err(Error::TooManySamples) } else { Ok(()) }
     }
 
-    fn at_ms(&self, at: &Option<AtModifier>) -> Option<i64> {
+    pub(crate) fn at_ms(&self, at: &Option<AtModifier>) -> Option<i64> {
         match at {
             None => None,
             Some(AtModifier::Start) => Some(self.query_start),
@@ -183,7 +194,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// The earliest and latest reference times of a selector over `steps`.
-    fn ref_bounds(&self, steps: Steps, at: Option<i64>, offset: i64) -> (i64, i64) {
+    pub(crate) fn ref_bounds(&self, steps: Steps, at: Option<i64>, offset: i64) -> (i64, i64) {
         match at {
             Some(a) => (a - offset, a - offset),
             None => (steps.start - offset, steps.last() - offset),
@@ -323,6 +334,9 @@ impl<'a> Ctx<'a> {
         let offset = offset_ms(&vs.offset);
         let at = self.at_ms(&vs.at);
         let lookback = ms(self.opts.lookback_delta);
+        if let Some(v) = self.rollup_selector(vs, steps, lookback)? {
+            return Ok(v);
+        }
         let (lo, hi) = self.ref_bounds(steps, at, offset);
         let mut out = Vec::new();
         self.for_each_selected(vs, lo - lookback, hi, |s| {

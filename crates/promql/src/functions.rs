@@ -128,12 +128,26 @@ fn rate_fn(ctx: &Ctx<'_>, r: Range, steps: Steps, counter: bool, rate: bool) -> 
 /// Prometheus' `extrapolatedRate` after its reset correction: `result` (the increase over the
 /// window) extrapolated to the window's edges unless a series starts or ends inside it (then at
 /// most half an average interval).
-fn extrapolate(w: &[Sample], win: &Window, counter: bool, rate: bool, mut result: f64) -> f64 {
-    let (first, last) = (w[0], w[w.len() - 1]);
-    let mut to_start = (first.t - win.start) as f64 / 1000.0;
-    let to_end = (win.end - last.t) as f64 / 1000.0;
+fn extrapolate(w: &[Sample], win: &Window, counter: bool, rate: bool, result: f64) -> f64 {
+    let edges = (win.start, win.end, win.range);
+    extrapolate_edges(w[0], w[w.len() - 1], w.len(), edges, counter, rate, result)
+}
+
+/// [`extrapolate`] from the window's first and last sample and sample count (at least 2);
+/// `(start, end, range)` place the window.
+pub(crate) fn extrapolate_edges(
+    first: Sample,
+    last: Sample,
+    n: usize,
+    (start, end, range): (i64, i64, i64),
+    counter: bool,
+    rate: bool,
+    mut result: f64,
+) -> f64 {
+    let mut to_start = (first.t - start) as f64 / 1000.0;
+    let to_end = (end - last.t) as f64 / 1000.0;
     let sampled = (last.t - first.t) as f64 / 1000.0;
-    let avg_step = sampled / (w.len() - 1) as f64;
+    let avg_step = sampled / (n - 1) as f64;
     if counter && result > 0.0 && first.v >= 0.0 {
         let to_zero = sampled * (first.v / result);
         if to_zero < to_start {
@@ -146,7 +160,7 @@ fn extrapolate(w: &[Sample], win: &Window, counter: bool, rate: bool, mut result
     interval += if to_end < threshold { to_end } else { avg_step / 2.0 };
     result *= interval / sampled;
     if rate {
-        result /= win.range as f64 / 1000.0;
+        result /= range as f64 / 1000.0;
     }
     result
 }
@@ -429,6 +443,22 @@ pub(crate) fn call(ctx: &Ctx<'_>, call: &Call, steps: Steps) -> Result<Val> {
     let scalar = |i: usize| -> Result<Vec<f64>> { want_scalar(eval(i)?, name) };
     if let Some(f) = math_fn(name) {
         return map_values(want_vector(eval(0)?, name)?, |v, _| f(v));
+    }
+    let matrix_arg = call.args.args.iter().find_map(|a| match a.as_ref() {
+        Expr::MatrixSelector(m) => Some(m),
+        _ => None,
+    });
+    if let Some(m) = matrix_arg {
+        if crate::rollup::supported(name) {
+            if let Some(v) = ctx.rollup_call(name, m, steps)? {
+                return Ok(v);
+            }
+        } else if let crate::Resolution::Fixed(r) = ctx.resolution {
+            return Err(Error::BadData(format!(
+                "resolution {}: {name}() cannot be answered from rollups; use resolution=raw or auto",
+                crate::rollup::fmt_ms(r)
+            )));
+        }
     }
     match name {
         "rate" | "increase" | "delta" => {

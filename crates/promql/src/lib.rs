@@ -11,20 +11,24 @@
 //! (including `start()` / `end()`), subqueries aligned to multiples of their step, vector
 //! matching with `on` / `ignoring` / `group_left` / `group_right` / `bool`, set operators, every
 //! aggregation and every function of 2.42 (native histograms excepted). [`Options`] bounds the
-//! samples a query may touch and its run time.
+//! samples a query may touch and its run time. Range functions and selectors read downsampled
+//! windows instead of raw samples where that gives the same answer (`rollup`, [`Resolution`]).
 
 mod aggregate;
 mod binary;
 mod error;
 mod eval;
 mod functions;
+mod rollup;
 mod value;
 
 use std::time::Duration;
 
 pub use error::{Error, Result};
+pub use rollup::Resolution;
 pub use value::{QueryValue, format_value};
 
+use ocelli_model::rollup::{Window, from_samples, window_end};
 use ocelli_model::{Labels, Matcher, Sample};
 
 /// Where the engine reads samples from. The server implements it over the storage engine.
@@ -54,6 +58,30 @@ pub trait Storage: Sync {
             }
         }
         Ok(())
+    }
+
+    /// Resolutions (ms, ascending) of downsampled data storage holds over some of
+    /// `[mint, maxt]`; [`Resolution::Auto`] reads windows only at these. Default: none.
+    fn rollup_resolutions(&self, _mint: i64, _maxt: i64) -> Vec<i64> {
+        Vec::new()
+    }
+
+    /// The series matching `matchers` as windows of resolution `res` (ms), for every window
+    /// holding a time in `[mint, maxt]`, in label order; `f` returns `false` to stop. The
+    /// default computes them from [`Storage::select_each`].
+    fn select_windows_each(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        res: i64,
+        f: &mut dyn FnMut(Labels, Vec<Window>) -> bool,
+    ) -> std::result::Result<(), String> {
+        let (lo, hi) = (window_end(mint, res) - res + 1, window_end(maxt, res));
+        self.select_each(matchers, lo, hi, &mut |labels, samples| {
+            let w = from_samples(&samples, res);
+            w.is_empty() || f(labels, w)
+        })
     }
 }
 
@@ -100,14 +128,26 @@ impl Engine {
         &self.opts
     }
 
-    /// Evaluates `query` at time `t` (ms).
+    /// Evaluates `query` at time `t` (ms), reading rollups where they answer exactly
+    /// ([`Resolution::Auto`]).
     pub fn instant(&self, storage: &dyn Storage, query: &str, t: i64) -> Result<QueryValue> {
+        self.instant_at(storage, query, t, Resolution::Auto)
+    }
+
+    /// [`Engine::instant`] reading the data `resolution` says.
+    pub fn instant_at(
+        &self,
+        storage: &dyn Storage,
+        query: &str,
+        t: i64,
+        resolution: Resolution,
+    ) -> Result<QueryValue> {
         let expr = parse(query)?;
-        eval::instant(&self.opts, storage, &expr, t)
+        eval::instant(&self.opts, storage, &expr, t, resolution)
     }
 
     /// Evaluates `query` at `start`, `start + step`, ... up to `end` (all ms); the result is
-    /// always a matrix.
+    /// always a matrix. Reads rollups where they answer exactly ([`Resolution::Auto`]).
     pub fn range(
         &self,
         storage: &dyn Storage,
@@ -115,6 +155,19 @@ impl Engine {
         start: i64,
         end: i64,
         step: i64,
+    ) -> Result<QueryValue> {
+        self.range_at(storage, query, start, end, step, Resolution::Auto)
+    }
+
+    /// [`Engine::range`] reading the data `resolution` says.
+    pub fn range_at(
+        &self,
+        storage: &dyn Storage,
+        query: &str,
+        start: i64,
+        end: i64,
+        step: i64,
+        resolution: Resolution,
     ) -> Result<QueryValue> {
         if end < start {
             return Err(Error::BadData("end timestamp must not be before start time".into()));
@@ -132,7 +185,7 @@ impl Engine {
             ));
         }
         let expr = parse(query)?;
-        eval::range(&self.opts, storage, &expr, start, end, step)
+        eval::range(&self.opts, storage, &expr, start, end, step, resolution)
     }
 }
 
