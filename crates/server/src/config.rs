@@ -124,6 +124,14 @@ pub struct StorageConfig {
     pub head_max_bytes: u64,
     /// Width of block time partitions, e.g. "2h".
     pub block_duration: String,
+    /// Write 5-minute and 1-hour rollups of old data (default true).
+    pub downsampling: bool,
+    /// Age (behind the newest sample) at which 5-minute rollups are written, and how long they
+    /// are kept; the same for 1-hour rollups.
+    pub rollup_5m_after: String,
+    pub rollup_5m_retention: String,
+    pub rollup_1h_after: String,
+    pub rollup_1h_retention: String,
 }
 
 impl Default for StorageConfig {
@@ -135,6 +143,11 @@ impl Default for StorageConfig {
             retention_bytes: o.retention_bytes,
             head_max_bytes: o.head_max_bytes,
             block_duration: "2h".into(),
+            downsampling: true,
+            rollup_5m_after: "40h".into(),
+            rollup_5m_retention: "90d".into(),
+            rollup_1h_after: "10d".into(),
+            rollup_1h_retention: "365d".into(),
         }
     }
 }
@@ -256,8 +269,26 @@ impl Config {
                 s.head_max_bytes.saturating_mul(16)
             ));
         }
+        let rollups = if s.downsampling {
+            let ms = |field: &str, v: &str| dur(field, v).map(|d| d.as_millis() as i64);
+            vec![
+                ocelli_tsdb::Rollup {
+                    resolution_ms: 5 * 60_000,
+                    after_ms: ms("rollup_5m_after", &s.rollup_5m_after)?,
+                    retention_ms: ms("rollup_5m_retention", &s.rollup_5m_retention)?,
+                },
+                ocelli_tsdb::Rollup {
+                    resolution_ms: 3_600_000,
+                    after_ms: ms("rollup_1h_after", &s.rollup_1h_after)?,
+                    retention_ms: ms("rollup_1h_retention", &s.rollup_1h_retention)?,
+                },
+            ]
+        } else {
+            Vec::new()
+        };
         Ok(ocelli_tsdb::Options {
             fsync,
+            rollups,
             retention_ms: dur("retention", &s.retention)?.as_millis() as i64,
             retention_bytes: s.retention_bytes,
             head_max_bytes: s.head_max_bytes,

@@ -132,6 +132,22 @@ pub(crate) async fn metrics(State(st): State<AppState>) -> Result<Response> {
         "Seconds spent in compaction passes since start.",
         s.compaction_seconds,
     );
+    for (name, help, get) in [
+        ("ocelli_rollup_blocks", "Rollup blocks by resolution (seconds).", 0),
+        ("ocelli_rollup_windows", "Windows in rollup blocks by resolution (seconds).", 1),
+        ("ocelli_rollup_bytes", "Bytes of rollup blocks on disk by resolution (seconds).", 2),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for r in &s.rollups {
+            let v = [r.blocks as f64, r.windows as f64, r.bytes as f64][get];
+            let _ = writeln!(
+                out,
+                "{name}{{resolution=\"{}\"}} {}",
+                r.resolution_ms / 1000,
+                format_value(v)
+            );
+        }
+    }
     let m = st.requests.by_handler.lock();
     out.push_str("# HELP ocelli_http_requests_total HTTP requests by handler and status code.\n# TYPE ocelli_http_requests_total counter\n");
     for ((h, code), (n, _)) in m.iter() {

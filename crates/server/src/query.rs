@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use ocelli_model::format_value;
 use ocelli_model::{Labels, Matcher, Sample};
-use ocelli_promql::{Engine, QueryValue};
+use ocelli_promql::{Engine, QueryValue, Resolution};
 use ocelli_tsdb::Db;
 use parking_lot::RwLock;
 
@@ -84,6 +84,39 @@ impl ocelli_promql::Storage for DbStorage<'_> {
     ) -> std::result::Result<(), String> {
         let limits = ocelli_tsdb::Limits { max_series: usize::MAX, max_samples: self.max_samples };
         self.db.select_each(matchers, mint, maxt, limits, f).map_err(|e| e.to_string())
+    }
+
+    fn rollup_resolutions(&self, mint: i64, maxt: i64) -> Vec<i64> {
+        self.db.rollup_resolutions(mint, maxt)
+    }
+
+    fn select_windows_each(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        res: i64,
+        f: &mut dyn FnMut(Labels, Vec<ocelli_tsdb::Window>) -> bool,
+    ) -> std::result::Result<(), String> {
+        let limits = ocelli_tsdb::Limits { max_series: usize::MAX, max_samples: self.max_samples };
+        self.db.select_windows_each(matchers, mint, maxt, res, limits, f).map_err(|e| e.to_string())
+    }
+}
+
+/// The `resolution` parameter: `auto` (the default: rollups where they answer exactly),
+/// `raw`, or a window width that divides a day (`5m`, `1h`) to read downsampled data only.
+fn resolution(p: &Params) -> Result<Resolution> {
+    match p.get("resolution").unwrap_or("") {
+        "" | "auto" => Ok(Resolution::Auto),
+        "raw" => Ok(Resolution::Raw),
+        v => match parse_duration(v) {
+            Some(ms) if ms > 0 && ocelli_tsdb::ROLLUP_SPAN_MS % ms == 0 => {
+                Ok(Resolution::Fixed(ms))
+            }
+            _ => Err(Error::BadData(format!(
+                "invalid parameter \"resolution\": {v:?} must be auto, raw or a duration that divides a day (e.g. 5m, 1h)"
+            ))),
+        },
     }
 }
 
@@ -421,7 +454,8 @@ async fn query(
     let p = Params::read(raw, &headers, body, st.limits.max_body_bytes).await?;
     let q = p.query()?;
     let t = p.time("time", now_ms())?;
-    evaluate(&st, &p, move |engine, s| engine.instant(s, &q, t)).await
+    let r = resolution(&p)?;
+    evaluate(&st, &p, move |engine, s| engine.instant_at(s, &q, t, r)).await
 }
 
 /// Runs a query on the blocking pool with the request's engine options and answers with its
@@ -460,7 +494,8 @@ async fn query_range(
             "invalid parameter \"step\": cannot parse \"{step_s}\" to a valid duration"
         ))
     })?;
-    evaluate(&st, &p, move |engine, s| engine.range(s, &q, start, end, step)).await
+    let r = resolution(&p)?;
+    evaluate(&st, &p, move |engine, s| engine.range_at(s, &q, start, end, step, r)).await
 }
 
 async fn series(

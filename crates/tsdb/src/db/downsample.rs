@@ -113,7 +113,12 @@ impl View {
     fn is_fresh(&self, r: &Block) -> bool {
         let e = span_of(r);
         let s = e - ROLLUP_SPAN_MS;
-        let newer = |b: &Block| b.meta.seq > r.meta.built_after;
+        // written after the rollup, and not just a merge of blocks it was built from
+        let newer = |b: &Block| {
+            b.meta.seq > r.meta.built_after
+                && (b.meta.sources.is_empty()
+                    || b.meta.sources.iter().any(|&s| s > r.meta.built_after))
+        };
         !self.raw.iter().any(|b| newer(b) && b.overlaps(s + 1, e))
             && !self
                 .rollups
