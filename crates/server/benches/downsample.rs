@@ -15,6 +15,7 @@
 //!
 //! Run: `cargo bench -p ocelli-server --bench downsample -- [--series 10000] [--days 30]
 //! [--interval 60] [--runs 3] [--data-dir DIR]`.
+#![allow(clippy::unwrap_used)] // a benchmark: a panic is the failure report
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -126,15 +127,15 @@ fn main() {
         ..Options::default()
     };
     let (db, _) = Db::open(&dir, opts).unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()
+            as i64;
     let end = now.div_euclid(H) * H;
     let start = end - days * DAY;
     let labels: Vec<Labels> = (0..series)
         .map(|i| {
-            let (name, kind) = if i % 2 == 0 { ("cpu_usage", "cpu") } else { ("net_bytes_total", "dev") };
+            let (name, kind) =
+                if i % 2 == 0 { ("cpu_usage", "cpu") } else { ("net_bytes_total", "dev") };
             let host = format!("h{}", i / 10);
             let k = format!("{}", (i % 10) / 2);
             Labels::from_pairs([("__name__", name), ("host", host.as_str()), (kind, k.as_str())])
@@ -165,7 +166,8 @@ fn main() {
                 let r = rnd();
                 let v = &mut vals[i];
                 if i % 2 == 0 {
-                    *v = ((*v + (r % 201) as f64 / 100.0 - 1.0).clamp(0.0, 100.0) * 100.0).round() / 100.0;
+                    *v = ((*v + (r % 201) as f64 / 100.0 - 1.0).clamp(0.0, 100.0) * 100.0).round()
+                        / 100.0;
                 } else if r % 50_000 == 0 {
                     *v = 0.0;
                 } else {
