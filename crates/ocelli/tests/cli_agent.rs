@@ -6,9 +6,10 @@
 #[path = "../../server/tests/common/mod.rs"]
 mod common;
 
-use std::net::{SocketAddr, TcpListener};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn ocelli() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ocelli"))
@@ -35,33 +36,19 @@ fn push_without_a_server_is_refused_at_start() {
 fn pull_mode_serves_metrics_standalone_and_stops_on_sigterm() {
     for run in [&["agent"][..], &["agent", "run"][..]] {
         let dir = tempfile::tempdir().unwrap();
-        let addr: SocketAddr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        // port 0: the agent binds a free port itself and logs it, so no other test can take
+        // the port between a probe and the agent's bind
         let mut child = ocelli()
             .args(run)
-            .args([
-                "--mode",
-                "pull",
-                "--listen",
-                &addr.to_string(),
-                "--vm-id",
-                "vm-cli",
-                "--data-dir",
-            ])
+            .args(["--mode", "pull", "--listen", "127.0.0.1:0", "--vm-id", "vm-cli", "--data-dir"])
             .arg(dir.path())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let t0 = Instant::now();
-        let body = loop {
-            if std::net::TcpStream::connect(addr).is_ok() {
-                let (status, body) = common::http(addr, "GET", "/metrics", b"");
-                assert_eq!(status, 200);
-                break body;
-            }
-            assert!(t0.elapsed() < Duration::from_secs(20), "agent did not listen on {addr}");
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let addr = bound_address(child.stderr.take().unwrap());
+        let (status, body) = common::http(addr, "GET", "/metrics", b"");
+        assert_eq!(status, 200, "{body}");
         let load = r#"node_load1{csp="onprem",ns="default",region="unknown",service_id="default",service_type="vm",vm_id="vm-cli"} "#;
         assert!(body.contains(load), "{body}");
         let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
@@ -69,6 +56,28 @@ fn pull_mode_serves_metrics_standalone_and_stops_on_sigterm() {
         let status = child.wait().unwrap();
         assert!(status.success(), "agent exited with {status}");
     }
+}
+
+/// The address the agent logs in its "agent running" line (`addr=IP:PORT`); the rest of its
+/// log is drained in the background so the agent never blocks on a full pipe.
+fn bound_address(stderr: std::process::ChildStderr) -> SocketAddr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let addr = line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("addr="))
+                .and_then(|a| a.parse::<SocketAddr>().ok());
+            if let (Some(a), Some(t)) = (addr, &tx) {
+                let _ = t.send(a);
+                tx = None;
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(20))
+        .expect("the agent did not log the address it listens on")
 }
 
 #[test]
