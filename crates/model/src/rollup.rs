@@ -102,13 +102,30 @@ impl Window {
         }
     }
 
-    /// Adds a raw sample later than every sample in the window.
+    /// Adds a raw sample later than every sample in the window: what [`Window::merge`] with
+    /// [`Window::single`] gives, without building one per sample.
     fn push(&mut self, s: Sample) {
         self.t = s.t;
-        if is_stale_nan(s.v) {
+        let v = s.v;
+        if is_stale_nan(v) {
             return;
         }
-        *self = self.merge(&Window::single(s.t, s.v));
+        if self.count == 0 {
+            *self = Window::single(s.t, v);
+            return;
+        }
+        let prev = self.last_v;
+        if v < prev {
+            self.counter_correction += prev;
+            self.resets += 1;
+        }
+        self.changes += u64::from(changed(prev, v));
+        self.count += 1;
+        self.sum += v;
+        self.min = fold_min(self.min, v);
+        self.max = fold_max(self.max, v);
+        self.last_t = s.t;
+        self.last_v = v;
     }
 
     /// The window of this one's samples followed by `later`'s (all later in time).
@@ -139,10 +156,59 @@ impl Window {
         }
     }
 
+    /// This window with `sum` and `counter_correction` moved to the nearest number with as
+    /// many decimals as its values have, where that moves them by no more than adding the
+    /// values up in floating point can be off: a sum of values with two decimals is then the
+    /// exact decimal sum (`0.1 + 0.2` becomes `0.3`), which storage keeps in far fewer bytes
+    /// than the rounding noise. The decimals are those of `min`, `max`, `first_v` and
+    /// `last_v`; a window with values of more decimals than those is left as it is, since its
+    /// true sum lies farther from the rounded one than the bound allows.
+    pub fn with_decimal_sums(&self) -> Window {
+        let mut w = *self;
+        if w.count < 2 {
+            return w;
+        }
+        let mut places = 0;
+        for v in [w.min, w.max, w.first_v, w.last_v] {
+            match decimal_places(v) {
+                Some(p) => places = places.max(p),
+                None => return w,
+            }
+        }
+        // each of the count sums of at most count terms of magnitude at most m errs by at
+        // most count * ulp(sum) / 2 <= count * count * m * EPSILON / 2
+        let m = w.min.abs().max(w.max.abs());
+        let n = w.count as f64;
+        let bound = n * n * m * f64::EPSILON;
+        let scale = POW10[places as usize];
+        let snap = |x: f64| {
+            let c = (x * scale).round() / scale;
+            if c.is_finite() && (c - x).abs() <= bound { c } else { x }
+        };
+        w.sum = snap(w.sum);
+        w.counter_correction = snap(w.counter_correction);
+        w
+    }
+
     /// Whether the last raw sample of the window is a stale marker (or every sample is).
     pub fn ends_stale(&self) -> bool {
         self.count == 0 || self.t != self.last_t
     }
+}
+
+const POW10: [f64; 10] = [1.0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
+
+/// The fewest decimals (at most 9) `v` is written with: `k` with `round(v * 10^k) / 10^k`
+/// equal to `v`; `None` for non-finite values and those with more decimals.
+fn decimal_places(v: f64) -> Option<u32> {
+    if !v.is_finite() {
+        return None;
+    }
+    (0u32..10).find(|&k| {
+        let s = POW10[k as usize];
+        let m = (v * s).round();
+        m.abs() < 9.007_199_254_740_992e15 && m / s == v
+    })
 }
 
 /// The windows at resolution `res` of raw samples sorted by time (stale markers included), one
@@ -294,6 +360,29 @@ mod tests {
         assert!(only[0].ends_stale());
     }
 
+    #[test]
+    fn sums_of_decimals_are_snapped_to_their_decimals() {
+        let s: Vec<Sample> =
+            [(10, 0.1), (20, 0.2), (30, 0.1), (40, 0.4), (50, 0.1)].map(|(t, v)| Sample::new(t, v)).into();
+        let w = from_samples(&s, 100)[0];
+        assert_ne!(w.counter_correction, 0.6, "the float sum carries rounding noise");
+        let snapped = w.with_decimal_sums();
+        assert_eq!(snapped.sum, 0.9);
+        assert_eq!(snapped.counter_correction, 0.6);
+        assert_eq!(Window { sum: w.sum, counter_correction: w.counter_correction, ..snapped }, w);
+        let s: Vec<Sample> = [(10, 0.1), (20, 0.2), (30, 0.4)].map(|(t, v)| Sample::new(t, v)).into();
+        let w = from_samples(&s, 100)[0];
+        assert_ne!(w.sum, 0.7);
+        assert_eq!(w.with_decimal_sums().sum, 0.7);
+        // a value with more decimals than the ones kept leaves the sum alone
+        let s: Vec<Sample> =
+            [(10, 0.1), (20, 0.123), (30, 0.2)].map(|(t, v)| Sample::new(t, v)).into();
+        let w = from_samples(&s, 100)[0];
+        assert_eq!(w.with_decimal_sums().sum, w.sum);
+        let big = Window { sum: f64::NAN, ..w };
+        assert!(big.with_decimal_sums().sum.is_nan());
+    }
+
     fn series() -> impl Strategy<Value = Vec<Sample>> {
         prop::collection::vec((1i64..40, -3i32..50, 0u8..12), 1..200).prop_map(|steps| {
             let mut t = -500;
@@ -330,6 +419,28 @@ mod tests {
                 (Some(g), Some(x)) => prop_assert!(same(&g, &x), "{g:?} != {x:?}"),
                 (g, x) => prop_assert!(false, "{g:?} != {x:?}"),
             }
+        }
+
+        #[test]
+        fn snapped_sums_stay_within_float_error_of_the_exact_sum(
+            vals in prop::collection::vec((-100_000i64..100_000, 0u32..4), 1..300),
+        ) {
+            // values with 0..3 decimals; their exact sum in integers at 3 decimals
+            let s: Vec<Sample> = vals
+                .iter()
+                .enumerate()
+                .map(|(i, &(m, k))| {
+                    let v = (m / 10i64.pow(3 - k)) as f64 / 10f64.powi(k as i32);
+                    Sample::new(i as i64 + 1, v)
+                })
+                .collect();
+            let exact: i64 = s.iter().map(|x| (x.v * 1000.0).round() as i64).sum();
+            let w = from_samples(&s, 1000)[0];
+            let snapped = w.with_decimal_sums();
+            let exact = exact as f64 / 1000.0;
+            let tol = 1e-12 * s.iter().map(|x| x.v.abs()).sum::<f64>().max(1.0);
+            prop_assert!((snapped.sum - exact).abs() <= tol, "{} vs {exact}", snapped.sum);
+            prop_assert!((snapped.sum - w.sum).abs() <= tol);
         }
 
         #[test]

@@ -175,6 +175,7 @@ impl BlockWriter {
                 c.clear();
             }
             for w in part {
+                let w = w.with_decimal_sums();
                 let row = [
                     w.count as f64,
                     w.sum,

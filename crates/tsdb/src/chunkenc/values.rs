@@ -248,13 +248,13 @@ pub fn encode_with(vs: &[f64], codec: ValueCodec, out: &mut Vec<u8>) -> Option<(
 /// Constant wins outright when all values are bit-identical; pco is only tried for chunks of
 /// at least [`PCO_MIN_SAMPLES`] values.
 pub fn encode_best(vs: &[f64], out: &mut Vec<u8>) -> ValueCodec {
-    encode_best_of(vs, out, true)
+    encode_best_of(vs, out, 0)
 }
 
-/// [`encode_best`], with pco tried only if `pco` or if nothing else got below 2 bytes a value:
-/// pco's fixed cost per call dominates when many short columns are encoded (rollup chunks: 11
-/// columns of a few hundred windows), and pays only on noisy floats.
-pub fn encode_best_of(vs: &[f64], out: &mut Vec<u8>, pco: bool) -> ValueCodec {
+/// [`encode_best`], with pco tried only where the other codecs take more than
+/// `pco_above` bytes a value: pco's fixed cost per call dominates when many short columns are
+/// encoded (rollup chunks: 11 columns of a few hundred windows), and pays only on noisy floats.
+pub fn encode_best_of(vs: &[f64], out: &mut Vec<u8>, pco_above: usize) -> ValueCodec {
     if vs.is_empty() || is_constant(vs) {
         let _ = encode_with(vs, ValueCodec::Constant, out);
         return ValueCodec::Constant;
@@ -272,7 +272,7 @@ pub fn encode_best_of(vs: &[f64], out: &mut Vec<u8>, pco: bool) -> ValueCodec {
         }
     }
     tmp.clear();
-    if (pco || best.len() > 2 * vs.len())
+    if best.len() > pco_above * vs.len()
         && vs.len() >= PCO_MIN_SAMPLES
         && encode_pco(vs, dec.as_ref(), &mut tmp).is_some()
         && tmp.len() < best.len()
