@@ -40,6 +40,12 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl From<ocelli_spool::Error> for Error {
+    fn from(e: ocelli_spool::Error) -> Error {
+        Error::Io { path: e.path, source: e.source }
+    }
+}
+
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
         Error::Io { path: path.into(), source }

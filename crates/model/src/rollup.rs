@@ -362,15 +362,17 @@ mod tests {
 
     #[test]
     fn sums_of_decimals_are_snapped_to_their_decimals() {
-        let s: Vec<Sample> =
-            [(10, 0.1), (20, 0.2), (30, 0.1), (40, 0.4), (50, 0.1)].map(|(t, v)| Sample::new(t, v)).into();
+        let s: Vec<Sample> = [(10, 0.1), (20, 0.2), (30, 0.1), (40, 0.4), (50, 0.1)]
+            .map(|(t, v)| Sample::new(t, v))
+            .into();
         let w = from_samples(&s, 100)[0];
         assert_ne!(w.counter_correction, 0.6, "the float sum carries rounding noise");
         let snapped = w.with_decimal_sums();
         assert_eq!(snapped.sum, 0.9);
         assert_eq!(snapped.counter_correction, 0.6);
         assert_eq!(Window { sum: w.sum, counter_correction: w.counter_correction, ..snapped }, w);
-        let s: Vec<Sample> = [(10, 0.1), (20, 0.2), (30, 0.4)].map(|(t, v)| Sample::new(t, v)).into();
+        let s: Vec<Sample> =
+            [(10, 0.1), (20, 0.2), (30, 0.4)].map(|(t, v)| Sample::new(t, v)).into();
         let w = from_samples(&s, 100)[0];
         assert_ne!(w.sum, 0.7);
         assert_eq!(w.with_decimal_sums().sum, 0.7);

@@ -1,23 +1,57 @@
-//! The push buffer: remote_write bodies the server did not take (unreachable, or 5xx), kept on
-//! disk in `{data_dir}/buffer/` until they can be sent, oldest first. One file per batch, named
-//! by a sequence number, so order survives a restart; a size cap bounds the folder, and when a
-//! new batch does not fit the oldest are dropped (each drop logged and counted). The format
-//! (magic, version, length, CRC-32 of the payload) is `docs/format/agent-buffer.md`.
+//! A spool: byte batches kept on disk in a folder until their consumer is done with them,
+//! oldest first. The agent keeps the remote_write bodies the server did not take in one (its
+//! push buffer), the server keeps what it forwards to remote_write receivers in another.
+//!
+//! One file per batch, named by a sequence number, so order survives a restart; a size cap
+//! bounds the folder, and when a new batch does not fit the oldest are dropped (each drop
+//! logged and counted). The format (magic, version, length, CRC-32 of the payload) is
+//! `docs/format/agent-buffer.md`.
 //!
 //! A batch is written to a `.tmp` file and renamed into place, so a crash leaves either the
 //! whole batch or a `.tmp` file, which opening removes. Files are not fsynced: a batch survives
-//! a crash of the agent at once and a power loss once the kernel has written it back; a file
+//! a crash of the process at once and a power loss once the kernel has written it back; a file
 //! torn by a power loss fails its length or checksum check and is dropped when read, not
-//! sent.
+//! handed out.
 //!
-//! Deliberately absent: compaction of many small files into segments (one file per interval
-//! is a few thousand files at most under the default cap), and any knowledge of HTTP.
+//! Deliberately absent: compaction of many small files into segments (one file per batch is
+//! a few thousand files at most under the usual caps), and any knowledge of what a batch
+//! holds.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
-use crate::filenames::{TMP_EXT, batch_file, batch_seq};
-use crate::{Error, Result};
+/// A file of the spool could not be read, written or removed.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {source}", path.display())]
+pub struct Error {
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
+impl Error {
+    fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+        Error { path: path.into(), source }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The extension of a complete batch file; the stem is the batch's sequence number, 20 digits.
+pub const BATCH_EXT: &str = "batch";
+/// The extension of a batch being written; such files are removed when the spool opens.
+pub const TMP_EXT: &str = "tmp";
+
+/// The file name of batch `seq`.
+pub fn batch_file(seq: u64) -> String {
+    format!("{seq:020}.{BATCH_EXT}")
+}
+
+/// The sequence number of a batch file name, if it is one.
+pub fn batch_seq(name: &str) -> Option<u64> {
+    let stem = name.strip_suffix(BATCH_EXT)?.strip_suffix('.')?;
+    (stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit())).then(|| stem.parse().ok())?
+}
 
 /// The first bytes of every batch file.
 pub const MAGIC: [u8; 4] = *b"OCAB";
@@ -36,6 +70,8 @@ pub struct Buffer {
     bytes: u64,
     next_seq: u64,
     dropped: u64,
+    /// What the spool is, for the log.
+    name: &'static str,
 }
 
 impl Buffer {
@@ -43,6 +79,11 @@ impl Buffer {
     /// the batches left by an earlier run. If they exceed `max_bytes` (a smaller cap than
     /// before), the oldest are dropped.
     pub fn open(dir: &Path, max_bytes: u64) -> Result<Buffer> {
+        Buffer::open_named(dir, max_bytes, "push buffer")
+    }
+
+    /// [`Buffer::open`], with `what` saying in the log which spool a message is about.
+    pub fn open_named(dir: &Path, max_bytes: u64, what: &'static str) -> Result<Buffer> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let mut entries = Vec::new();
         for e in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
@@ -52,7 +93,7 @@ impl Buffer {
             if name.ends_with(&format!(".{TMP_EXT}")) {
                 let p = e.path();
                 std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
-                tracing::warn!(file = %p.display(), "removed a half-written push batch");
+                tracing::warn!(spool = what, file = %p.display(), "removed a half-written batch");
             } else if let Some(seq) = batch_seq(&name) {
                 let len = e.metadata().map_err(|err| Error::io(e.path(), err))?.len();
                 entries.push((seq, len));
@@ -66,15 +107,17 @@ impl Buffer {
             next_seq: entries.last().map_or(0, |e| e.0 + 1),
             entries: entries.into(),
             dropped: 0,
+            name: what,
         };
         while b.bytes > b.max_bytes {
             b.drop_oldest("the buffer is over its size cap")?;
         }
         if !b.entries.is_empty() {
             tracing::info!(
+                spool = what,
                 batches = b.entries.len(),
                 bytes = b.bytes,
-                "push buffer has batches from an earlier run"
+                "batches from an earlier run are waiting"
             );
         }
         Ok(b)
@@ -106,9 +149,10 @@ impl Buffer {
         if size > self.max_bytes || payload.len() > u32::MAX as usize {
             self.dropped += 1;
             tracing::warn!(
+                spool = self.name,
                 bytes = size,
                 max_bytes = self.max_bytes,
-                "push batch larger than the whole buffer; dropped"
+                "batch larger than the whole spool; dropped"
             );
             return Ok(());
         }
@@ -177,7 +221,7 @@ impl Buffer {
         let seq = self.entries.front().map_or(0, |e| e.0);
         self.pop_front()?;
         self.dropped += 1;
-        tracing::warn!(batch = seq, reason = why, "dropped the oldest buffered push batch");
+        tracing::warn!(spool = self.name, batch = seq, reason = why, "dropped the oldest batch");
         Ok(())
     }
 }
@@ -207,6 +251,15 @@ fn check(data: &[u8]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batch_names_round_trip() {
+        assert_eq!(batch_file(42), "00000000000000000042.batch");
+        assert_eq!(batch_seq(&batch_file(42)), Some(42));
+        assert_eq!(batch_seq(&batch_file(u64::MAX)), Some(u64::MAX));
+        assert_eq!(batch_seq("42.batch"), None);
+        assert_eq!(batch_seq("00000000000000000042.tmp"), None);
+    }
 
     fn drain(b: &mut Buffer) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
