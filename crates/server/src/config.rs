@@ -41,6 +41,9 @@ pub struct Config {
     pub notifier: crate::alerting::notify::NotifierConfig,
     /// Ingest aggregation rules (`[[aggregation]]`); see `crate::aggregate::config`.
     pub aggregation: Vec<crate::aggregate::AggregationConfig>,
+    /// Receivers everything stored is sent on to (`[[remote_write]]`); see
+    /// `crate::remote_write`.
+    pub remote_write: Vec<crate::remote_write::RemoteWriteConfig>,
     /// The file this config was read from, if any: reloading reads it again.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -64,6 +67,7 @@ impl Default for Config {
             rules: crate::alerting::rules::RulesConfig::default(),
             notifier: crate::alerting::notify::NotifierConfig::default(),
             aggregation: Vec::new(),
+            remote_write: Vec::new(),
             source: None,
         }
     }
@@ -238,6 +242,8 @@ impl Config {
         c.history.retention().map_err(|detail| Error::Config { path: origin.into(), detail })?;
         crate::aggregate::compile(&c.aggregation)
             .map_err(|detail| Error::Config { path: origin.into(), detail })?;
+        crate::remote_write::validate(&c.remote_write)
+            .map_err(|detail| Error::Config { path: origin.into(), detail })?;
         Ok(c)
     }
 
@@ -360,6 +366,10 @@ mod tests {
         assert!(e.starts_with("config x.toml: TOML parse error at line 1"), "{e}");
         let e = Config::parse("[storage]\nbogus = 1\n", "x.toml").unwrap_err().to_string();
         assert!(e.contains("unknown field `bogus`"), "{e}");
+        let e = Config::parse("[[remote_write]]\nurl = \"vm:8428\"\n", "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("config x.toml: remote_write[0].url: "), "{e}");
     }
 
     #[test]

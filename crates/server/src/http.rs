@@ -45,6 +45,8 @@ pub(crate) struct AppState {
     pub rules: crate::alerting::rules::RuleManager,
     pub notifier: crate::alerting::notify::Notifier,
     pub aggregator: Arc<crate::aggregate::Aggregator>,
+    /// remote_write out, when `[[remote_write]]` names receivers.
+    pub forwarder: Option<Arc<crate::remote_write::Forwarder>>,
 }
 
 impl axum::extract::FromRef<AppState> for crate::scrape::Scraper {
@@ -126,6 +128,12 @@ impl Server {
             crate::aggregate::compile(&config.aggregation)
                 .map_err(|detail| Error::Config { path: "aggregation".into(), detail })?,
         ));
+        let forwarder =
+            crate::remote_write::Forwarder::start(&config.remote_write, &config.data_dir)
+                .map_err(|detail| Error::Config { path: "remote_write".into(), detail })?;
+        if let Some(f) = &forwarder {
+            db.set_observer(Some(f.clone()));
+        }
         let (stop_aggregation, aggregation_stop) = tokio::sync::watch::channel(false);
         let aggregation =
             tokio::spawn(crate::aggregate::run(aggregator.clone(), db.clone(), aggregation_stop));
@@ -145,6 +153,7 @@ impl Server {
             engine,
             metadata,
             requests: Arc::default(),
+            forwarder: forwarder.clone(),
         };
         let app = router(state);
         let listener = TcpListener::bind(config.listen)
@@ -174,6 +183,11 @@ impl Server {
             // requests are done: close every open aggregation interval and store it
             let _ = stop_aggregation.send(true);
             let _ = aggregation.await;
+            // everything is stored: what the queues hold in memory goes to their spools
+            if let Some(f) = &forwarder {
+                db.set_observer(None);
+                f.shutdown().await;
+            }
             served.map_err(|e| Error::Internal(e.to_string()))?;
             // last reference: closing syncs the WAL
             drop(db);

@@ -11,6 +11,8 @@
 //! The agent registry (agents, their mode, health and on-demand calls) is [`registry`].
 //! CB-Dragonfly-style REST views over the stored series, and the OpenAPI document, are [`views`].
 //! Ingest aggregation (`[[aggregation]]` rules) is [`aggregate`].
+//! Sending everything stored on to remote_write receivers (`[[remote_write]]`) is
+//! [`remote_write`].
 
 pub mod aggregate;
 pub mod alerting;
@@ -21,6 +23,7 @@ pub mod http;
 pub mod metrics;
 pub mod query;
 pub mod registry;
+pub mod remote_write;
 pub mod scrape;
 pub mod views;
 

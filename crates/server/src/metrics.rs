@@ -170,5 +170,8 @@ pub(crate) async fn metrics(State(st): State<AppState>) -> Result<Response> {
     crate::alerting::rules::api::write_metrics(&st.rules, &mut out);
     crate::alerting::notify::api::write_metrics(&st.notifier, &mut out);
     st.aggregator.write_metrics(&mut out);
+    if let Some(f) = &st.forwarder {
+        f.write_metrics(&mut out);
+    }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response())
 }

@@ -197,6 +197,23 @@ impl Buffer {
         Ok(None)
     }
 
+    /// [`Buffer::front`] with the batch's sequence number, for [`Buffer::pop_seq`]: a
+    /// consumer that pushes while it sends can tell whether the batch it sent is still the
+    /// oldest (a full spool may have dropped it meanwhile).
+    pub fn front_seq(&mut self) -> Result<Option<(u64, Vec<u8>)>> {
+        let got = self.front()?;
+        Ok(got.and_then(|p| self.entries.front().map(|&(seq, _)| (seq, p))))
+    }
+
+    /// Removes the oldest batch if its sequence number is `seq`; whether it did.
+    pub fn pop_seq(&mut self, seq: u64) -> Result<bool> {
+        if self.entries.front().map(|e| e.0) != Some(seq) {
+            return Ok(false);
+        }
+        self.pop_front()?;
+        Ok(true)
+    }
+
     /// Removes the oldest batch (after it was sent, or refused for good).
     pub fn pop_front(&mut self) -> Result<()> {
         if let Some(&(seq, _)) = self.entries.front() {
@@ -251,6 +268,24 @@ fn check(data: &[u8]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pop_seq_leaves_a_batch_pushed_in_place_of_a_dropped_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = Buffer::open(dir.path(), 300).unwrap();
+        b.push(&[1; 100]).unwrap();
+        let (seq, p) = b.front_seq().unwrap().unwrap();
+        assert_eq!(p, [1; 100]);
+        // while batch 1 is out, two more arrive and the full spool drops it
+        b.push(&[2; 100]).unwrap();
+        b.push(&[3; 100]).unwrap();
+        assert_eq!(b.dropped(), 1);
+        assert!(!b.pop_seq(seq).unwrap(), "batch 2 is not the one sent");
+        let (seq2, p) = b.front_seq().unwrap().unwrap();
+        assert_eq!((seq2, p[0]), (seq + 1, 2));
+        assert!(b.pop_seq(seq2).unwrap());
+        assert_eq!(b.len(), 1);
+    }
 
     #[test]
     fn batch_names_round_trip() {

@@ -105,6 +105,19 @@ impl Service {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// Stops the service as an operator would: SIGTERM, then waits (at most `timeout`) for it
+    /// to exit, so that it writes out what it holds in memory.
+    pub fn terminate(mut self, timeout: Duration) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "cannot send SIGTERM to {pid}");
+        let deadline = Instant::now() + timeout;
+        while !matches!(self.child.try_wait(), Ok(Some(_))) {
+            assert!(Instant::now() < deadline, "process {pid} did not exit within {timeout:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 impl Drop for Service {

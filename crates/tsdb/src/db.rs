@@ -203,6 +203,15 @@ struct Inner {
     head_write_ns: AtomicU64,
     compactions: AtomicU64,
     compaction_ns: AtomicU64,
+    /// Told of each batch written to the WAL ([`Db::set_observer`]).
+    observer: RwLock<Option<Arc<dyn AppendObserver>>>,
+}
+
+/// Told of every batch as it goes into the WAL, in WAL order, with each series' full label
+/// set: the feed of remote_write out. Called under the append lock, so it must return quickly
+/// (hand the batch to a queue); it cannot refuse the batch, which is stored either way.
+pub trait AppendObserver: Send + Sync {
+    fn appended(&self, batch: &[(Labels, &[Sample])]);
 }
 
 /// An open data directory. Cheap to share behind an `Arc`; all methods take `&self`.
@@ -328,6 +337,7 @@ impl Db {
             head_write_ns: AtomicU64::new(0),
             compactions: AtomicU64::new(0),
             compaction_ns: AtomicU64::new(0),
+            observer: RwLock::new(None),
         });
         let mut threads = Vec::new();
         if opts.background {
@@ -339,6 +349,12 @@ impl Db {
             threads.push(spawn("ocelli-wal-sync", move || i.sync_loop(every)));
         }
         Ok((Db { inner, threads }, report))
+    }
+
+    /// Installs (or, with `None`, removes) the observer told of every batch appended from now
+    /// on.
+    pub fn set_observer(&self, observer: Option<Arc<dyn AppendObserver>>) {
+        *self.inner.observer.write() = observer;
     }
 
     /// Appends a batch. All series are validated first; on error nothing is written. When this
@@ -791,6 +807,18 @@ impl Inner {
             }
             for ((_, b), s) in items.iter().zip(&series) {
                 head.append(s, b.iter().copied());
+            }
+            // still under the lock: the observer sees batches in WAL order
+            if let Some(o) = self.observer.read().as_ref() {
+                let told: Vec<(Labels, &[Sample])> = items
+                    .iter()
+                    .zip(&series)
+                    .map(|((r, b), s)| match r {
+                        Resolved::New(l) => ((**l).clone(), *b),
+                        Resolved::Found(_) => (head.labels_of(s), *b),
+                    })
+                    .collect();
+                o.appended(&told);
             }
             seq
         };

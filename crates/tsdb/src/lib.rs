@@ -24,8 +24,8 @@ mod wal;
 
 pub use block::{BlockMeta, FileMeta};
 pub use db::{
-    Db, Limits, OpenReport, Options, ROLLUP_SPAN_MS, Rollup, RollupStats, SeriesSamples, Stats,
-    Window, set_after_maintenance,
+    AppendObserver, Db, Limits, OpenReport, Options, ROLLUP_SPAN_MS, Rollup, RollupStats,
+    SeriesSamples, Stats, Window, set_after_maintenance,
 };
 pub use error::{Error, Result};
 pub use wal::{FsyncPolicy, ReplayReport};

@@ -25,7 +25,7 @@ pub mod route;
 pub mod silence;
 
 mod alert;
-mod client;
+pub(crate) mod client;
 mod deliver;
 mod dispatch;
 mod email;
