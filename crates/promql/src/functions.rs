@@ -142,7 +142,7 @@ pub(crate) fn extrapolate_edges(
     (start, end, range): (i64, i64, i64),
     counter: bool,
     rate: bool,
-    mut result: f64,
+    result: f64,
 ) -> f64 {
     let mut to_start = (first.t - start) as f64 / 1000.0;
     let to_end = (end - last.t) as f64 / 1000.0;
@@ -158,11 +158,13 @@ pub(crate) fn extrapolate_edges(
     let mut interval = sampled;
     interval += if to_start < threshold { to_start } else { avg_step / 2.0 };
     interval += if to_end < threshold { to_end } else { avg_step / 2.0 };
-    result *= interval / sampled;
+    // one factor, then one multiplication, as Prometheus does: `result * interval / sampled /
+    // range` rounds differently (an ulp off on most inputs)
+    let mut factor = interval / sampled;
     if rate {
-        result /= range as f64 / 1000.0;
+        factor /= range as f64 / 1000.0;
     }
-    result
+    result * factor
 }
 
 fn instant_delta(w: &[Sample], rate: bool) -> Option<f64> {

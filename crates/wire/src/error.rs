@@ -62,6 +62,9 @@ pub enum Error {
     InvalidPrecision(String),
     #[error("remote write request encodes to {len} bytes, more than one snappy block can hold")]
     EncodeTooLarge { len: usize },
+    /// A remote_read request or answer that is not what the protocol allows.
+    #[error("remote read request: {reason}")]
+    RemoteRead { reason: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

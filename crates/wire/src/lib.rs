@@ -1,5 +1,6 @@
 //! Pure encode/decode of the wire formats Ocelli speaks: one module per protocol, starting with
-//! Prometheus [`remote_write`] 1.0 (snappy block + protobuf), the Influx line protocol
+//! Prometheus [`remote_write`] 1.0 (snappy block + protobuf) and [`remote_read`] (its samples
+//! response type), the Influx line protocol
 //! ([`influx`]), the Prometheus text [`exposition`] format, VictoriaMetrics' JSON-lines
 //! import format ([`json`]) and OTLP/HTTP metrics ([`otlp`]).
 //!
@@ -17,6 +18,7 @@ pub mod exposition;
 pub mod influx;
 pub mod json;
 pub mod otlp;
+pub mod remote_read;
 pub mod remote_write;
 mod series;
 mod text;
