@@ -259,10 +259,17 @@ impl Queue {
         flush(&mut body, &mut n)
     }
 
-    /// Sends spooled bodies, oldest first, until the spool is empty (`Ok`) or a request must
-    /// be retried (`Err` with the reason).
-    async fn send_spooled(self: &Arc<Self>) -> Result<(), String> {
+    /// Sends spooled bodies, oldest first, until the spool is empty or `stop` is set (`Ok`), or
+    /// a request must be retried (`Err` with the reason). A request cut short by `stop` stays
+    /// queued and is sent again at the next start.
+    async fn send_spooled(
+        self: &Arc<Self>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<(), String> {
         loop {
+            if *stop.borrow() {
+                return Ok(());
+            }
             // a long backlog must not hold new samples in memory meanwhile
             if self.pending.lock().samples >= self.rx.max_samples {
                 self.spool_now().await;
@@ -283,15 +290,18 @@ impl Queue {
             ];
             headers.extend(self.rx.headers.iter().map(|(k, v)| (k.as_str(), v.clone())));
             let len = body.len() as u64;
-            match post(
+            let request = post(
                 &self.rx.url,
                 "application/x-protobuf",
                 &headers,
                 body.to_vec(),
                 self.rx.timeout,
-            )
-            .await
-            {
+            );
+            let sent = tokio::select! {
+                r = request => r,
+                _ = stop.wait_for(|s| *s) => return Ok(()),
+            };
+            match sent {
                 Ok(_) => {
                     let st = &self.stats;
                     st.sent_samples.fetch_add(samples, Ordering::Relaxed);
@@ -341,7 +351,7 @@ impl Queue {
             if retry_at.is_some_and(|at| tokio::time::Instant::now() < at) {
                 continue;
             }
-            match self.send_spooled().await {
+            match self.send_spooled(&mut stop).await {
                 Ok(()) => (backoff, retry_at) = (None, None),
                 Err(why) => {
                     self.stats.retries.fetch_add(1, Ordering::Relaxed);
