@@ -15,6 +15,8 @@
 //! Times and durations are Prometheus durations from zero (`5m`, `1h30m`, `0`).
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
+mod common;
+
 use std::collections::BTreeMap;
 
 use ocelli_model::{Labels, Matcher, STALE_NAN, Sample};
@@ -30,15 +32,7 @@ impl Storage for Mem {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<(Labels, Vec<Sample>)>, String> {
-        Ok(self
-            .0
-            .iter()
-            .filter(|(l, _)| matchers.iter().all(|m| m.matches(l.get(&m.name).unwrap_or(""))))
-            .map(|(l, s)| {
-                (l.clone(), s.iter().copied().filter(|x| x.t >= mint && x.t <= maxt).collect())
-            })
-            .filter(|(_, s): &(Labels, Vec<Sample>)| !s.is_empty())
-            .collect())
+        Ok(common::select(&self.0, matchers, mint, maxt))
     }
 }
 

@@ -3,6 +3,8 @@
 //! times with stale markers, at random aligned starts, steps, ranges and offsets.
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -25,15 +27,7 @@ impl Storage for Mem {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<(Labels, Vec<Sample>)>, String> {
-        Ok(self
-            .0
-            .iter()
-            .filter(|(l, _)| matchers.iter().all(|m| m.matches(l.get(&m.name).unwrap_or(""))))
-            .map(|(l, s)| {
-                (l.clone(), s.iter().copied().filter(|x| (mint..=maxt).contains(&x.t)).collect())
-            })
-            .filter(|(_, s): &(Labels, Vec<Sample>)| !s.is_empty())
-            .collect())
+        Ok(common::select(&self.0, matchers, mint, maxt))
     }
 
     fn rollup_resolutions(&self, _mint: i64, _maxt: i64) -> Vec<i64> {

@@ -128,8 +128,9 @@ struct Header<'a> {
     vcol: &'a [u8],
 }
 
-fn parse_header(buf: &[u8]) -> Result<Header<'_>> {
-    let mut r = bstream::ByteReader::new(buf);
+/// The start every chunk shares: the format version, then the sample count (checked against
+/// [`MAX_CHUNK_SAMPLES`]).
+fn read_version_and_count(r: &mut bstream::ByteReader<'_>) -> Result<usize> {
     let version = r.read_u8()?;
     if version != FORMAT_VERSION {
         return Err(ChunkError::Version { found: version, supported: FORMAT_VERSION });
@@ -138,7 +139,12 @@ fn parse_header(buf: &[u8]) -> Result<Header<'_>> {
     if count > MAX_CHUNK_SAMPLES as u64 {
         return Err(ChunkError::TooManySamples { count, limit: MAX_CHUNK_SAMPLES });
     }
-    let n = count as usize;
+    Ok(count as usize)
+}
+
+fn parse_header(buf: &[u8]) -> Result<Header<'_>> {
+    let mut r = bstream::ByteReader::new(buf);
+    let n = read_version_and_count(&mut r)?;
     if n == 0 {
         if !r.remaining().is_empty() {
             return Err(ChunkError::TrailingBytes { column: "header", extra: r.remaining().len() });
@@ -238,15 +244,7 @@ pub fn decode_columns(buf: &[u8], ts: &mut Vec<i64>, cols: &mut [Vec<f64>]) -> R
     let lens: Vec<usize> = cols.iter().map(Vec::len).collect();
     let res = (|| {
         let mut r = bstream::ByteReader::new(buf);
-        let version = r.read_u8()?;
-        if version != FORMAT_VERSION {
-            return Err(ChunkError::Version { found: version, supported: FORMAT_VERSION });
-        }
-        let count = r.read_uvarint()?;
-        if count > MAX_CHUNK_SAMPLES as u64 {
-            return Err(ChunkError::TooManySamples { count, limit: MAX_CHUNK_SAMPLES });
-        }
-        let n = count as usize;
+        let n = read_version_and_count(&mut r)?;
         let tcodec = TsCodec::from_tag(r.read_u8()?)?;
         let tlen = r.read_uvarint()?;
         let tlen = usize::try_from(tlen)
