@@ -24,7 +24,7 @@ use crate::client::{Client, ServerUrl};
 use crate::collector::{Collectors, Family, Kind, Sink};
 use crate::config::{AgentConfig, Identity, Mode, Paths};
 use crate::heartbeat::{Beat, RunConfig};
-use crate::push::{JOB, PushStats, Pusher};
+use crate::push::{JOB, Output, PushStats, Pusher};
 use crate::{Error, Result};
 
 /// What the tasks share.
@@ -138,11 +138,20 @@ impl Agent {
             Some(s) => Some(ServerUrl::parse(s)?),
             None => None,
         };
-        let pusher = match &server {
-            Some(url) => {
+        let out = match (&cfg.amqp, &server) {
+            (Some(a), _) => Some(Output::Amqp(crate::amqp::Publisher::new(
+                a.clone(),
+                cfg.identity.key(),
+                timeout,
+            ))),
+            (None, Some(url)) => Some(Output::Http(Client::new(url.clone(), timeout))),
+            (None, None) => None,
+        };
+        let pusher = match out {
+            Some(out) => {
                 let dir = cfg.data_dir.join(crate::filenames::BUFFER_DIR);
                 let buffer = Buffer::open(&dir, cfg.buffer.max_bytes)?;
-                Some(Pusher::new(Client::new(url.clone(), timeout), buffer, stats.clone()))
+                Some(Pusher::new(out, buffer, stats.clone()))
             }
             None => None,
         };
@@ -172,7 +181,9 @@ impl Agent {
         let beat = server
             .map(|url| tokio::spawn(heartbeat_loop(shared.clone(), Client::new(url, timeout), rx)));
         tracing::info!(%addr, %address, mode = %run.mode, interval_seconds = run.interval_seconds,
-            server = cfg.server.as_deref().unwrap_or("none"), key = %cfg.identity.key(), "agent running");
+            server = cfg.server.as_deref().unwrap_or("none"),
+            amqp = cfg.amqp.as_ref().map(|a| a.exchange.as_str()).unwrap_or("none"),
+            key = %cfg.identity.key(), "agent running");
         let task = tokio::spawn(async move {
             let served = http.await.map_err(|e| Error::Internal(e.to_string()))?;
             let _ = collect.await;
@@ -187,6 +198,11 @@ impl Agent {
     /// The mode and interval the agent runs now (the server may have changed them).
     pub fn running(&self) -> RunConfig {
         *self.shared.run.borrow()
+    }
+
+    /// The push output's counters (batches sent, refused, failed, buffered).
+    pub fn push_stats(&self) -> Arc<PushStats> {
+        self.shared.push.clone()
     }
 
     /// Stops serving, collecting and heartbeating; a push in flight finishes first.

@@ -85,6 +85,10 @@ pub struct AgentArgs {
     /// The server's base URL, e.g. http://10.0.0.1:9747 (needed for push; enables heartbeats).
     #[arg(long, env = "OCELLI_AGENT_SERVER")]
     pub server: Option<String>,
+    /// Push through RabbitMQ, e.g. amqp://guest:guest@10.0.0.1:5672/%2f, to the exchange of
+    /// `[amqp]` in the config file [default exchange: ocelli.metrics].
+    #[arg(long, env = "OCELLI_AGENT_AMQP")]
+    pub amqp: Option<String>,
     /// Where the push buffer is kept [default: ./agent-data].
     #[arg(long, env = "OCELLI_AGENT_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -132,6 +136,17 @@ impl AgentArgs {
         }
         c.advertise = self.advertise.or(c.advertise);
         c.server = self.server.or(c.server);
+        if let Some(url) = self.amqp {
+            match &mut c.amqp {
+                Some(a) => a.url = url,
+                None => {
+                    c.amqp = Some(crate::amqp::AmqpConfig {
+                        url,
+                        exchange: crate::amqp::DEFAULT_EXCHANGE.into(),
+                    })
+                }
+            }
+        }
         if let Some(d) = self.data_dir {
             c.data_dir = d;
         }

@@ -245,8 +245,11 @@ pub struct AgentConfig {
     pub listen: SocketAddr,
     /// `host:port` the server should use to reach this agent; the listen address when unset.
     pub advertise: Option<String>,
-    /// The server's base URL, e.g. `http://10.0.0.1:9747`. Needed for push; enables heartbeats.
+    /// The server's base URL, e.g. `http://10.0.0.1:9747`. Needed for push over HTTP; enables
+    /// heartbeats.
     pub server: Option<String>,
+    /// Push through RabbitMQ instead of HTTP (`[amqp]`); heartbeats still go to `server`.
+    pub amqp: Option<crate::amqp::AmqpConfig>,
     /// Holds the push buffer.
     pub data_dir: PathBuf,
     pub identity: Identity,
@@ -265,6 +268,7 @@ impl Default for AgentConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
             advertise: None,
             server: None,
+            amqp: None,
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             identity: Identity::default(),
             buffer: BufferConfig::default(),
@@ -307,12 +311,16 @@ impl AgentConfig {
                 self.buffer.max_bytes
             )));
         }
+        if let Some(a) = &self.amqp {
+            a.validate()?;
+        }
         if let Some(s) = &self.server {
             crate::client::ServerUrl::parse(s)?;
-        } else if self.mode == Mode::Push {
+        } else if self.mode == Mode::Push && self.amqp.is_none() {
             return Err(Error::Config(
-                "mode push needs a server: pass --server URL (or set `server` in the config \
-                 file), or run with --mode pull or --mode ondemand, which work without one"
+                "mode push needs a server: pass --server URL or --amqp URL (or set `server` or \
+                 `[amqp]` in the config file), or run with --mode pull or --mode ondemand, \
+                 which work without one"
                     .into(),
             ));
         }
@@ -395,6 +403,17 @@ mod tests {
         assert!(e.starts_with("mode push needs a server: pass --server URL"), "{e}");
         c.server = Some("http://127.0.0.1:9747".into());
         c.validate().unwrap();
+        // or a broker instead of a server
+        c.server = None;
+        c.amqp = Some(crate::amqp::AmqpConfig {
+            url: "amqp://127.0.0.1:5672/%2f".into(),
+            exchange: "ocelli.metrics".into(),
+        });
+        c.validate().unwrap();
+        c.amqp.as_mut().unwrap().url = "amqps://h".into();
+        assert!(c.validate().unwrap_err().to_string().starts_with("amqp.url: "));
+        c.server = Some("http://127.0.0.1:9747".into());
+        c.amqp = None;
         c.interval_seconds = 0;
         assert_eq!(
             c.validate().unwrap_err().to_string(),

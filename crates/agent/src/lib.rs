@@ -13,6 +13,7 @@
 //! it knows the server only through the HTTP protocol (`docs/api.md`), never its code.
 
 mod agent;
+pub mod amqp;
 pub use ocelli_spool as buffer;
 pub mod cli;
 pub mod client;

@@ -1,11 +1,12 @@
 //! The push output: collected families become one remote_write 1.0 request
 //! (`ocelli_wire::remote_write::encode`, snappy), stamped with the collection time and labelled
 //! with the identity plus `job="ocelli-agent"` and `instance="{address}"`, POSTed to
-//! `{server}/api/v1/write`.
+//! `{server}/api/v1/write`, or, with `[amqp]` set, published to RabbitMQ ([`crate::amqp`]).
 //!
-//! The server's answer decides the batch's fate: 2xx, sent; 4xx, refused for good (logged,
-//! counted, dropped: sending it again would be refused again); 5xx or no answer, kept in the
-//! [`Buffer`] and sent again later. While the buffer holds anything, a new batch goes behind
+//! Over HTTP the server's answer decides the batch's fate: 2xx, sent; 4xx, refused for good
+//! (logged, counted, dropped: sending it again would be refused again); 5xx or no answer, kept
+//! in the [`Buffer`] and sent again later. Over AMQP a broker confirm is a send; anything else
+//! keeps the batch. While the buffer holds anything, a new batch goes behind
 //! it, so the server receives batches in collection order and the stored series have no gap.
 
 use std::sync::Arc;
@@ -67,10 +68,28 @@ enum Sent {
     Retry(String),
 }
 
+/// Where batches go.
+#[derive(Debug)]
+pub enum Output {
+    /// remote_write to the server.
+    Http(Client),
+    /// Publish to RabbitMQ.
+    Amqp(crate::amqp::Publisher),
+}
+
+impl Output {
+    fn target(&self) -> String {
+        match self {
+            Output::Http(c) => c.url().authority.clone(),
+            Output::Amqp(p) => p.target(),
+        }
+    }
+}
+
 /// Sends batches, keeping the ones the server could not take.
 #[derive(Debug)]
 pub struct Pusher {
-    client: Client,
+    out: Output,
     buffer: Buffer,
     stats: Arc<PushStats>,
     /// Whether the last attempt failed, so that an outage is logged once, not every interval.
@@ -78,8 +97,8 @@ pub struct Pusher {
 }
 
 impl Pusher {
-    pub fn new(client: Client, buffer: Buffer, stats: Arc<PushStats>) -> Pusher {
-        let p = Pusher { client, buffer, stats, failing: false };
+    pub fn new(out: Output, buffer: Buffer, stats: Arc<PushStats>) -> Pusher {
+        let p = Pusher { out, buffer, stats, failing: false };
         p.update_stats();
         p
     }
@@ -125,31 +144,18 @@ impl Pusher {
     }
 
     async fn send(&mut self, body: Vec<u8>) -> Sent {
-        let headers = [
-            ("content-type", "application/x-protobuf"),
-            ("content-encoding", "snappy"),
-            ("x-prometheus-remote-write-version", "0.1.0"),
-        ];
-        let res = self.client.post(WRITE_PATH, &headers, body).await;
-        let outcome = match res {
-            Ok(a) if (200..300).contains(&a.status) => Sent::Ok,
-            Ok(a) if (400..500).contains(&a.status) => Sent::Refused(format!(
-                "HTTP {}: {}",
-                a.status,
-                String::from_utf8_lossy(&a.body).trim()
-            )),
-            Ok(a) => Sent::Retry(format!(
-                "HTTP {}: {}",
-                a.status,
-                String::from_utf8_lossy(&a.body).trim()
-            )),
-            Err(e) => Sent::Retry(e.to_string()),
+        let outcome = match &mut self.out {
+            Output::Http(client) => post(client, body).await,
+            Output::Amqp(p) => match p.publish(&body).await {
+                Ok(()) => Sent::Ok,
+                Err(e) => Sent::Retry(e),
+            },
         };
         match &outcome {
             Sent::Ok => {
                 self.stats.sent.fetch_add(1, Ordering::Relaxed);
                 if std::mem::take(&mut self.failing) {
-                    tracing::info!(server = %self.client.url().authority, "server takes pushes again");
+                    tracing::info!(to = %self.out.target(), "pushes are taken again");
                 }
             }
             Sent::Refused(why) => {
@@ -159,7 +165,7 @@ impl Pusher {
             Sent::Retry(why) => {
                 self.stats.failures.fetch_add(1, Ordering::Relaxed);
                 if !std::mem::replace(&mut self.failing, true) {
-                    tracing::warn!(error = %why, "push failed; buffering batches on disk until the server is back");
+                    tracing::warn!(error = %why, to = %self.out.target(), "push failed; buffering batches on disk until it is taken again");
                 }
             }
         }
@@ -171,6 +177,26 @@ impl Pusher {
         s.buffered_batches.store(self.buffer.len() as u64, Ordering::Relaxed);
         s.buffered_bytes.store(self.buffer.bytes(), Ordering::Relaxed);
         s.dropped.store(self.buffer.dropped(), Ordering::Relaxed);
+    }
+}
+
+/// One remote_write POST and what its answer means.
+async fn post(client: &mut Client, body: Vec<u8>) -> Sent {
+    let headers = [
+        ("content-type", "application/x-protobuf"),
+        ("content-encoding", "snappy"),
+        ("x-prometheus-remote-write-version", "0.1.0"),
+    ];
+    let res = client.post(WRITE_PATH, &headers, body).await;
+    match res {
+        Ok(a) if (200..300).contains(&a.status) => Sent::Ok,
+        Ok(a) if (400..500).contains(&a.status) => {
+            Sent::Refused(format!("HTTP {}: {}", a.status, String::from_utf8_lossy(&a.body).trim()))
+        }
+        Ok(a) => {
+            Sent::Retry(format!("HTTP {}: {}", a.status, String::from_utf8_lossy(&a.body).trim()))
+        }
+        Err(e) => Sent::Retry(e.to_string()),
     }
 }
 

@@ -41,6 +41,26 @@ enum Command {
         /// Do not run the agent for this host inside the server (see `[local_agent]`).
         #[arg(long)]
         no_local_agent: bool,
+        /// standalone, collector (consume RabbitMQ shard queues) or query (answer over
+        /// --store servers) [default: standalone]; see docs/scale-out.md.
+        #[arg(long, env = "OCELLI_ROLE")]
+        role: Option<ocelli_server::cluster::Role>,
+        /// collector: the broker, e.g. amqp://guest:guest@10.0.0.1:5672/%2f.
+        #[arg(long, env = "OCELLI_AMQP")]
+        amqp: Option<String>,
+        /// collector: an etcd client URL, e.g. http://10.0.0.1:2379 (repeat for more); shards
+        /// are then shared with the other collectors.
+        #[arg(long = "etcd", env = "OCELLI_ETCD", value_delimiter = ',')]
+        etcd: Vec<String>,
+        /// collector: this collector's name among the others [default: {host name}-{port}].
+        #[arg(long, env = "OCELLI_COLLECTOR_ID")]
+        collector_id: Option<String>,
+        /// query: a server to read from, e.g. http://10.0.0.2:9747 (repeat for more).
+        #[arg(long = "store", env = "OCELLI_STORES", value_delimiter = ',')]
+        stores: Vec<String>,
+        /// query: the label telling HA replicas apart (deduplicated, dropped from answers).
+        #[arg(long, env = "OCELLI_REPLICA_LABEL")]
+        replica_label: Option<String>,
     },
     /// Run the host agent: collectors with push, pull and on-demand outputs.
     Agent(ocelli_agent::cli::AgentCommand),
@@ -77,7 +97,18 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match cli.command {
-        Command::Server { config, listen, data_dir, no_local_agent } => {
+        Command::Server {
+            config,
+            listen,
+            data_dir,
+            no_local_agent,
+            role,
+            amqp,
+            etcd,
+            collector_id,
+            stores,
+            replica_label,
+        } => {
             let mut cfg = match &config {
                 Some(p) => ocelli_server::Config::load(p)?,
                 None => ocelli_server::Config::default(),
@@ -89,6 +120,29 @@ fn main() -> anyhow::Result<()> {
                 cfg.data_dir = d;
             }
             if no_local_agent {
+                cfg.local_agent.enabled = false;
+            }
+            let cl = &mut cfg.cluster;
+            if let Some(r) = role {
+                cl.role = r;
+            }
+            if let Some(a) = amqp {
+                cl.amqp_url = a;
+            }
+            if !etcd.is_empty() {
+                cl.etcd = etcd;
+            }
+            if let Some(id) = collector_id {
+                cl.id = id;
+            }
+            if !stores.is_empty() {
+                cl.stores = stores;
+            }
+            if let Some(r) = replica_label {
+                cl.replica_label = r;
+            }
+            if cl.role != ocelli_server::cluster::Role::Standalone {
+                // a collector or query node is not where a host agent belongs
                 cfg.local_agent.enabled = false;
             }
             let local = local_agent::config(&cfg)?;

@@ -44,6 +44,8 @@ pub struct Config {
     /// Receivers everything stored is sent on to (`[[remote_write]]`); see
     /// `crate::remote_write`.
     pub remote_write: Vec<crate::remote_write::RemoteWriteConfig>,
+    /// Scale-out roles (`[cluster]`): collector, query node; see `crate::cluster`.
+    pub cluster: crate::cluster::ClusterConfig,
     /// The file this config was read from, if any: reloading reads it again.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -68,6 +70,7 @@ impl Default for Config {
             notifier: crate::alerting::notify::NotifierConfig::default(),
             aggregation: Vec::new(),
             remote_write: Vec::new(),
+            cluster: crate::cluster::ClusterConfig::default(),
             source: None,
         }
     }
@@ -243,6 +246,9 @@ impl Config {
         crate::aggregate::compile(&c.aggregation)
             .map_err(|detail| Error::Config { path: origin.into(), detail })?;
         crate::remote_write::validate(&c.remote_write)
+            .map_err(|detail| Error::Config { path: origin.into(), detail })?;
+        c.cluster
+            .compile(c.listen)
             .map_err(|detail| Error::Config { path: origin.into(), detail })?;
         Ok(c)
     }

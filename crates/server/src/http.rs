@@ -47,6 +47,10 @@ pub(crate) struct AppState {
     pub aggregator: Arc<crate::aggregate::Aggregator>,
     /// remote_write out, when `[[remote_write]]` names receivers.
     pub forwarder: Option<Arc<crate::remote_write::Forwarder>>,
+    /// The checked `[cluster]`: the role, and for the query role the stores to read.
+    pub cluster: Arc<crate::cluster::Cluster>,
+    /// The collector role's counters and shard view.
+    pub collector: Option<Arc<crate::cluster::collector::CollectorStats>>,
 }
 
 impl axum::extract::FromRef<AppState> for crate::scrape::Scraper {
@@ -102,6 +106,12 @@ impl Server {
         config: Config,
         hooks: Option<crate::alerting::rules::Hooks>,
     ) -> Result<Server> {
+        let cluster = Arc::new(
+            config
+                .cluster
+                .compile(config.listen)
+                .map_err(|detail| Error::Config { path: "cluster".into(), detail })?,
+        );
         let opts = config
             .storage_options()
             .map_err(|detail| Error::Config { path: "storage".into(), detail })?;
@@ -137,7 +147,21 @@ impl Server {
         let (stop_aggregation, aggregation_stop) = tokio::sync::watch::channel(false);
         let aggregation =
             tokio::spawn(crate::aggregate::run(aggregator.clone(), db.clone(), aggregation_stop));
+        let limits = ocelli_wire::remote_write::Limits {
+            max_body_bytes: config.ingest.max_body_bytes,
+            max_decompressed_bytes: config.ingest.max_decompressed_bytes,
+        };
+        let collector = (cluster.role == crate::cluster::Role::Collector).then(|| {
+            let sink = crate::cluster::collector::Sink {
+                db: db.clone(),
+                aggregator: aggregator.clone(),
+                limits,
+            };
+            crate::cluster::collector::Collector::start((*cluster).clone(), sink)
+        });
         let state = AppState {
+            cluster: cluster.clone(),
+            collector: collector.as_ref().map(|c| c.stats.clone()),
             aggregator,
             rules: rules.clone(),
             notifier: notifier.clone(),
@@ -146,10 +170,7 @@ impl Server {
             alarms,
             scrape: scrape.clone(),
             db: db.clone(),
-            limits: ocelli_wire::remote_write::Limits {
-                max_body_bytes: config.ingest.max_body_bytes,
-                max_decompressed_bytes: config.ingest.max_decompressed_bytes,
-            },
+            limits,
             engine,
             metadata,
             requests: Arc::default(),
@@ -160,7 +181,7 @@ impl Server {
             .await
             .map_err(|source| Error::Listen { addr: config.listen.to_string(), source })?;
         let addr = listener.local_addr().map_err(|e| Error::Internal(e.to_string()))?;
-        tracing::info!(%addr, data_dir = %config.data_dir.display(), "serving");
+        tracing::info!(%addr, data_dir = %config.data_dir.display(), role = ?cluster.role, "serving");
         let (shutdown, mut rx) = tokio::sync::watch::channel(false);
         let scraper = scrape.clone();
         scraper.begin().await;
@@ -174,6 +195,10 @@ impl Server {
                     let _ = rx.wait_for(|s| *s).await;
                 })
                 .await;
+            // consumers stop first: what they hold unacked goes back to the broker
+            if let Some(c) = collector {
+                c.shutdown().await;
+            }
             // the registry saves last contacts and closes its file; scrape loops write their
             // end-of-run stale markers, then let go of storage
             registry.shutdown().await;
@@ -383,36 +408,47 @@ async fn flush(State(st): State<AppState>) -> Result<impl IntoResponse> {
 
 async fn remote_write(State(st): State<AppState>, body: Body) -> Result<impl IntoResponse> {
     let body = read_body(body, st.limits.max_body_bytes).await?;
-    blocking(move || {
-        use ocelli_wire::remote_write as rw;
-        // One decompression buffer per blocking thread: a fresh one per request would have
-        // the kernel zero new pages every time (measured: 4% of ingest CPU). Buffers grown
-        // past `KEEP` by a rare large request are not kept.
-        const KEEP: usize = 8 << 20;
-        thread_local! {
-            static PROTO: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-        }
-        PROTO.with_borrow_mut(|proto| {
-            let bad = |e: ocelli_wire::Error| Error::BadData(e.to_string());
-            let res = rw::decompress_into(&body, &st.limits, proto).map_err(bad).and_then(|()| {
-                let req = rw::decode_raw(proto).map_err(bad)?;
-                let series: Vec<_> = req.series().collect();
-                st.aggregator.append_raw(&st.db, &series, now_ms()).map_err(|e| match e {
-                    // the same words as the decoder's, which names series the same way
-                    ocelli_tsdb::Error::InvalidLabels { index, source } => {
-                        bad(ocelli_wire::Error::InvalidSeries { index, source })
-                    }
-                    e => e.into(),
-                })
-            });
-            if proto.capacity() > KEEP {
-                *proto = Vec::new();
-            }
-            res
-        })
-    })
-    .await?;
+    blocking(move || store_remote_write(&st.db, &st.aggregator, &st.limits, &body)).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Decodes a remote_write body (snappy, protobuf) and appends it whole, through ingest
+/// aggregation; a malformed body is a `BadData` error naming what is wrong, and stores nothing.
+/// Shared by `POST /api/v1/write` and the collector role's AMQP consumers. Blocking. Returns
+/// the number of samples in the body.
+pub(crate) fn store_remote_write(
+    db: &Db,
+    aggregator: &crate::aggregate::Aggregator,
+    limits: &ocelli_wire::remote_write::Limits,
+    body: &[u8],
+) -> Result<usize> {
+    use ocelli_wire::remote_write as rw;
+    // One decompression buffer per blocking thread: a fresh one per request would have
+    // the kernel zero new pages every time (measured: 4% of ingest CPU). Buffers grown
+    // past `KEEP` by a rare large request are not kept.
+    const KEEP: usize = 8 << 20;
+    thread_local! {
+        static PROTO: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    PROTO.with_borrow_mut(|proto| {
+        let bad = |e: ocelli_wire::Error| Error::BadData(e.to_string());
+        let res = rw::decompress_into(body, limits, proto).map_err(bad).and_then(|()| {
+            let req = rw::decode_raw(proto).map_err(bad)?;
+            let series: Vec<_> = req.series().collect();
+            let samples = series.iter().map(|s| s.samples.len()).sum();
+            aggregator.append_raw(db, &series, now_ms()).map(|()| samples).map_err(|e| match e {
+                // the same words as the decoder's, which names series the same way
+                ocelli_tsdb::Error::InvalidLabels { index, source } => {
+                    bad(ocelli_wire::Error::InvalidSeries { index, source })
+                }
+                e => e.into(),
+            })
+        });
+        if proto.capacity() > KEEP {
+            *proto = Vec::new();
+        }
+        res
+    })
 }
 
 /// `POST /api/v1/read`: Prometheus remote_read, `SAMPLES` answers. The queries of one request

@@ -13,9 +13,12 @@
 //! Ingest aggregation (`[[aggregation]]` rules) is [`aggregate`].
 //! Sending everything stored on to remote_write receivers (`[[remote_write]]`) is
 //! [`remote_write`].
+//! The scale-out roles (collector on RabbitMQ shard queues, query node over stores) are
+//! [`cluster`].
 
 pub mod aggregate;
 pub mod alerting;
+pub mod cluster;
 pub mod config;
 pub(crate) mod embedded;
 pub mod error;

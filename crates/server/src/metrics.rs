@@ -173,5 +173,8 @@ pub(crate) async fn metrics(State(st): State<AppState>) -> Result<Response> {
     if let Some(f) = &st.forwarder {
         f.write_metrics(&mut out);
     }
+    if let Some(c) = &st.collector {
+        crate::cluster::collector::write_metrics(c, &st.cluster, &st.registry, &mut out);
+    }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response())
 }

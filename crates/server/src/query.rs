@@ -103,6 +103,46 @@ impl ocelli_promql::Storage for DbStorage<'_> {
     }
 }
 
+/// The engine over other servers (the query role): every selection is read from all stores
+/// and merged ([`crate::cluster::fanout`]).
+pub(crate) struct FanoutStorage<'a> {
+    pub fanout: &'a crate::cluster::fanout::Fanout,
+    pub handle: tokio::runtime::Handle,
+    pub max_samples: usize,
+}
+
+impl ocelli_promql::Storage for FanoutStorage<'_> {
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> std::result::Result<Vec<(Labels, Vec<Sample>)>, String> {
+        let v = self.fanout.select(&self.handle, matchers, mint, maxt)?;
+        let n: usize = v.iter().map(|(_, s)| s.len()).sum();
+        if n > self.max_samples {
+            return Err(format!(
+                "query processing would load too many samples into memory: {n} from the stores, over the limit of {}",
+                self.max_samples
+            ));
+        }
+        Ok(v)
+    }
+}
+
+/// The query role's series listing: the label sets of what the stores hold for `matchers` in
+/// `[start, end]`, merged as queries merge them.
+fn fanout_series(st: &AppState, matchers: &[Matcher], start: i64, end: i64) -> Result<Vec<Labels>> {
+    let handle = tokio::runtime::Handle::current();
+    let v = st.cluster.fanout.select(&handle, matchers, start, end).map_err(Error::BadGateway)?;
+    Ok(v.into_iter().map(|(l, _)| l).collect())
+}
+
+/// Whether this server answers over other servers (the query role).
+fn is_query_node(st: &AppState) -> bool {
+    st.cluster.role == crate::cluster::Role::Query
+}
+
 /// The `resolution` parameter: `auto` (the default: rollups where they answer exactly),
 /// `raw`, or a window width that divides a day (`5m`, `1h`) to read downsampled data only.
 fn resolution(p: &Params) -> Result<Resolution> {
@@ -463,14 +503,25 @@ async fn query(
 async fn evaluate(
     st: &AppState,
     p: &Params,
-    run: impl FnOnce(&Engine, &DbStorage<'_>) -> ocelli_promql::Result<QueryValue> + Send + 'static,
+    run: impl FnOnce(&Engine, &dyn ocelli_promql::Storage) -> ocelli_promql::Result<QueryValue>
+    + Send
+    + 'static,
 ) -> Result<Response> {
     let engine = engine_for(st, p)?;
     let db = st.db.clone();
+    let fanout = is_query_node(st).then(|| st.cluster.clone());
+    let handle = tokio::runtime::Handle::current();
     let v = blocking(move || {
-        let s = DbStorage { db: &db, max_samples: engine.options().max_samples };
+        let max_samples = engine.options().max_samples;
         let t0 = std::time::Instant::now();
-        let v = run(&engine, &s).map_err(Error::Query);
+        let v = match &fanout {
+            Some(c) => {
+                let s = FanoutStorage { fanout: &c.fanout, handle, max_samples };
+                run(&engine, &s)
+            }
+            None => run(&engine, &DbStorage { db: &db, max_samples }),
+        }
+        .map_err(Error::Query);
         after_query(t0);
         v
     })
@@ -512,10 +563,15 @@ async fn series(
     let (start, end) = (p.time("start", MIN_TIME)?, p.time("end", MAX_TIME)?);
     let limit = p.limit()?;
     let db = st.db.clone();
+    let st2 = st.clone();
     let set = blocking(move || {
         let mut all = std::collections::BTreeSet::new();
         for m in &matchers {
-            all.extend(db.series(m, start, end, limit)?);
+            if is_query_node(&st2) {
+                all.extend(fanout_series(&st2, m, start, end)?);
+            } else {
+                all.extend(db.series(m, start, end, limit)?);
+            }
         }
         Ok(all)
     })
@@ -545,22 +601,53 @@ async fn labels(
     let matchers = p.matchers()?;
     let (start, end) = (p.time("start", MIN_TIME)?, p.time("end", MAX_TIME)?);
     let limit = p.limit()?;
-    let names =
-        union_over(&st, matchers, limit, move |db, m, limit| db.label_names(m, start, end, limit))
-            .await?;
+    let names = union_over(
+        &st,
+        matchers,
+        limit,
+        (start, end),
+        move |db, m, limit| db.label_names(m, start, end, limit),
+        |l, out| out.extend(l.iter().map(|x| x.name.to_string())),
+    )
+    .await?;
     Ok(success(&string_list(&names)))
 }
 
 /// `f` with no matchers (one call, `limit` applied there) or the sorted union of `f` over each
-/// `match[]` selector, cut to `limit` (0: no limit); on the blocking pool.
+/// `match[]` selector, cut to `limit` (0: no limit); on the blocking pool. On a query node,
+/// `from_labels` takes the names or values from the label sets the stores hold for the
+/// selectors (every series when there are none) in `range` instead.
 async fn union_over(
     st: &AppState,
     matchers: Vec<Vec<Matcher>>,
     limit: usize,
+    range: (i64, i64),
     f: impl Fn(&Db, &[Matcher], usize) -> ocelli_tsdb::Result<Vec<String>> + Send + 'static,
+    from_labels: impl Fn(&Labels, &mut std::collections::BTreeSet<String>) + Send + 'static,
 ) -> Result<Vec<String>> {
     let db = st.db.clone();
+    let st = st.clone();
     blocking(move || {
+        if is_query_node(&st) {
+            let selectors = if matchers.is_empty() {
+                let any = Matcher::new(
+                    ocelli_model::MatchOp::RegexMatch,
+                    ocelli_model::METRIC_NAME,
+                    ".+",
+                )
+                .map_err(|e| Error::Internal(e.to_string()))?;
+                vec![vec![any]]
+            } else {
+                matchers
+            };
+            let mut all = std::collections::BTreeSet::new();
+            for m in &selectors {
+                for l in fanout_series(&st, m, range.0, range.1)? {
+                    from_labels(&l, &mut all);
+                }
+            }
+            return Ok(all.into_iter().take(if limit == 0 { usize::MAX } else { limit }).collect());
+        }
         if matchers.is_empty() {
             return Ok(f(&db, &[], limit)?);
         }
@@ -586,9 +673,15 @@ async fn label_values(
     let matchers = p.matchers()?;
     let (start, end) = (p.time("start", MIN_TIME)?, p.time("end", MAX_TIME)?);
     let limit = p.limit()?;
-    let values = union_over(&st, matchers, limit, move |db, m, limit| {
-        db.label_values(&name, m, start, end, limit)
-    })
+    let wanted = name.clone();
+    let values = union_over(
+        &st,
+        matchers,
+        limit,
+        (start, end),
+        move |db, m, limit| db.label_values(&name, m, start, end, limit),
+        move |l, out| out.extend(l.get(&wanted).map(str::to_string)),
+    )
     .await?;
     Ok(success(&string_list(&values)))
 }

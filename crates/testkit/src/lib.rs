@@ -126,3 +126,172 @@ impl Drop for Service {
         let _ = self.child.wait();
     }
 }
+
+/// A private RabbitMQ broker (Debian's `rabbitmq-server`, installed when missing) on loopback
+/// ports, with the consistent-hash exchange plugin, all its files under a temporary folder.
+/// Debian's start script runs the broker as the `rabbitmq` user, so the folder is handed to
+/// that user. The broker (the `beam.smp` process) and the `epmd` it started are killed by PID
+/// when this is dropped.
+#[derive(Debug)]
+pub struct RabbitMq {
+    dir: PathBuf,
+    pub port: u16,
+    dist_port: u16,
+    epmd_port: u16,
+    name: String,
+    launcher: Option<Child>,
+}
+
+impl RabbitMq {
+    /// Starts a broker and waits (at most 60 s) until it takes AMQP connections.
+    pub fn start() -> RabbitMq {
+        require("rabbitmq-server", "../sbin/rabbitmq-server");
+        let dir = std::env::temp_dir().join(format!("ocelli-rabbitmq-{}", free_port()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {dir:?}: {e}"));
+        let (port, dist_port, epmd_port) = (free_port(), free_port(), free_port());
+        let name = format!("ocelli{port}");
+        std::fs::write(dir.join("enabled_plugins"), "[rabbitmq_consistent_hash_exchange].\n")
+            .unwrap_or_else(|e| panic!("cannot write the plugin list: {e}"));
+        std::fs::write(
+            dir.join("rabbitmq.conf"),
+            format!("listeners.tcp.default = {port}\nloopback_users = none\n"),
+        )
+        .unwrap_or_else(|e| panic!("cannot write rabbitmq.conf: {e}"));
+        let chown = Command::new("chown").args(["-R", "rabbitmq:rabbitmq"]).arg(&dir).status();
+        assert!(chown.is_ok_and(|s| s.success()), "cannot hand {dir:?} to the rabbitmq user");
+        let mut mq = RabbitMq { dir, port, dist_port, epmd_port, name, launcher: None };
+        mq.launch(Duration::from_secs(60));
+        mq
+    }
+
+    fn launch(&mut self, timeout: Duration) {
+        let d = &self.dir;
+        let mut cmd = Command::new("/usr/sbin/rabbitmq-server");
+        cmd.env("RABBITMQ_NODENAME", format!("{}@localhost", self.name))
+            .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
+            .env("RABBITMQ_NODE_PORT", self.port.to_string())
+            .env("RABBITMQ_DIST_PORT", self.dist_port.to_string())
+            .env("ERL_EPMD_PORT", self.epmd_port.to_string())
+            .env("RABBITMQ_MNESIA_BASE", d.join("mnesia"))
+            .env("RABBITMQ_LOG_BASE", d.join("log"))
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", d.join("enabled_plugins"))
+            .env("RABBITMQ_CONFIG_FILE", d.join("rabbitmq.conf"))
+            .env("HOME", d)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start rabbitmq-server: {e}"));
+        self.launcher = Some(child);
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let deadline = Instant::now() + timeout;
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "rabbitmq did not listen on {addr} within {timeout:?}; logs in {:?}",
+                self.dir.join("log")
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `amqp://guest:guest@127.0.0.1:{port}/%2f`.
+    pub fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    /// PIDs of this broker's processes (found by their node name or epmd port).
+    fn pids(&self) -> Vec<String> {
+        let out = Command::new("pgrep")
+            .args(["-f", &format!("{}@localhost|epmd.*{}", self.name, self.epmd_port)])
+            .output();
+        let mut pids: Vec<String> = out
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout).split_whitespace().map(String::from).collect()
+            })
+            .unwrap_or_default();
+        if let Some(l) = &self.launcher {
+            pids.push(l.id().to_string());
+        }
+        pids
+    }
+
+    /// Kills the broker (SIGKILL) and waits until its port is free.
+    pub fn kill(&mut self) {
+        for pid in self.pids() {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        }
+        if let Some(mut l) = self.launcher.take() {
+            let _ = l.wait();
+        }
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Kills the broker and starts it again on the same ports and files (durable queues and
+    /// persistent messages survive).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.launch(Duration::from_secs(60));
+    }
+}
+
+impl Drop for RabbitMq {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A private etcd (Debian's `etcd-server`, installed when missing) on loopback ports, its data
+/// in a temporary folder; killed by PID when dropped.
+#[derive(Debug)]
+pub struct Etcd {
+    // fields drop in order: the process goes before its folder
+    svc: Service,
+    _dir: tempfile_dir::Dir,
+    pub url: String,
+}
+
+mod tempfile_dir {
+    /// A folder removed when dropped.
+    #[derive(Debug)]
+    pub struct Dir(pub std::path::PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+impl Etcd {
+    pub fn start() -> Etcd {
+        let bin = require("etcd-server", "etcd");
+        let (client, peer) = (free_port(), free_port());
+        let dir = std::env::temp_dir().join(format!("ocelli-etcd-{client}"));
+        let url = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let mut cmd = Command::new(bin);
+        cmd.arg("--data-dir")
+            .arg(&dir)
+            .args(["--name", "ocelli-test"])
+            .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
+            .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("ocelli-test={peer_url}")]);
+        let svc = Service::start(
+            cmd,
+            SocketAddr::from(([127, 0, 0, 1], client)),
+            Duration::from_secs(30),
+        );
+        Etcd { svc, _dir: tempfile_dir::Dir(dir), url }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.svc.pid()
+    }
+}

@@ -156,7 +156,21 @@ pub async fn post(
     body: Vec<u8>,
     timeout: Duration,
 ) -> Result<u16, Failure> {
-    match tokio::time::timeout(timeout, post_inner(url, content_type, headers, body)).await {
+    post_reading(url, content_type, headers, body, timeout, 0).await.map(|(status, _)| status)
+}
+
+/// [`post`], also reading a 2xx answer's body, up to `max_answer` bytes (more is an error
+/// that can be retried).
+pub async fn post_reading(
+    url: &Url,
+    content_type: &str,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
+    timeout: Duration,
+    max_answer: usize,
+) -> Result<(u16, Bytes), Failure> {
+    let call = post_inner(url, content_type, headers, body, max_answer);
+    match tokio::time::timeout(timeout, call).await {
         Ok(r) => r,
         Err(_) => Err(Failure {
             message: format!("POST {}: no answer within {timeout:?}", url.origin()),
@@ -170,7 +184,8 @@ async fn post_inner(
     content_type: &str,
     headers: &[(&str, String)],
     body: Vec<u8>,
-) -> Result<u16, Failure> {
+    max_answer: usize,
+) -> Result<(u16, Bytes), Failure> {
     let target = url.origin();
     let transient = |message: String| Failure { message, retry: true };
     let stream = tokio::net::TcpStream::connect((url.host.as_str(), url.port))
@@ -206,7 +221,15 @@ async fn post_inner(
     let (parts, body) = resp.into_parts();
     let status = parts.status.as_u16();
     if parts.status.is_success() {
-        return Ok(status);
+        if max_answer == 0 {
+            return Ok((status, Bytes::new()));
+        }
+        return match Limited::new(body, max_answer).collect().await {
+            Ok(b) => Ok((status, b.to_bytes())),
+            Err(e) => Err(transient(format!(
+                "POST {target}: reading the answer (at most {max_answer} bytes): {e}"
+            ))),
+        };
     }
     let text = match Limited::new(body, MAX_ANSWER_BYTES).collect().await {
         Ok(b) => String::from_utf8_lossy(&b.to_bytes()).trim().chars().take(512).collect(),
