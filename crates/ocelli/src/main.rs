@@ -49,7 +49,7 @@ enum Command {
         #[arg(long, env = "OCELLI_AMQP")]
         amqp: Option<String>,
         /// collector: an etcd client URL, e.g. http://10.0.0.1:2379 (repeat for more); shards
-        /// are then shared with the other collectors.
+        /// are then shared with the other collectors, and the agent registry lives there.
         #[arg(long = "etcd", env = "OCELLI_ETCD", value_delimiter = ',')]
         etcd: Vec<String>,
         /// collector: this collector's name among the others [default: {host name}-{port}].
@@ -121,6 +121,10 @@ fn main() -> anyhow::Result<()> {
             }
             if no_local_agent {
                 cfg.local_agent.enabled = false;
+            }
+            if !etcd.is_empty() {
+                // servers coordinated through etcd share their agent registry there too
+                cfg.registry.etcd = etcd.clone();
             }
             let cl = &mut cfg.cluster;
             if let Some(r) = role {

@@ -129,6 +129,21 @@ impl Etcd {
         self.call("/v3/kv/put", body).await.map(|_| ())
     }
 
+    /// Puts `puts` and deletes `deletes` in one transaction (all or nothing).
+    pub async fn txn(&self, puts: &[(String, String)], deletes: &[String]) -> Result<(), String> {
+        let ops: Vec<Value> = puts
+            .iter()
+            .map(|(k, v)| json!({ "requestPut": { "key": b64(k), "value": b64(v) } }))
+            .chain(deletes.iter().map(|k| json!({ "requestDeleteRange": { "key": b64(k) } })))
+            .collect();
+        let v = self.call("/v3/kv/txn", json!({ "success": ops })).await?;
+        if v.get("succeeded").and_then(Value::as_bool) == Some(true) {
+            Ok(())
+        } else {
+            Err(format!("etcd transaction did not succeed: {v}"))
+        }
+    }
+
     /// Every key starting with `prefix`, in key order.
     pub async fn get_prefix(&self, prefix: &str) -> Result<Vec<KeyValue>, String> {
         let body = json!({ "key": b64(prefix), "range_end": b64(&prefix_end(prefix)) });

@@ -25,6 +25,11 @@ pub struct RegistryConfig {
     pub scrape_timeout: String,
     /// Largest heartbeat or `PATCH` body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// etcd client URLs: the registry lives in etcd, shared by every server configured so
+    /// (collectors); empty: in the data directory (`registry.redb`).
+    pub etcd: Vec<String>,
+    /// The etcd key prefix of the registry's records.
+    pub etcd_prefix: String,
 }
 
 impl Default for RegistryConfig {
@@ -36,6 +41,8 @@ impl Default for RegistryConfig {
             up_interval: "5s".into(),
             scrape_timeout: "10s".into(),
             max_body_bytes: 64 << 10,
+            etcd: Vec::new(),
+            etcd_prefix: "/ocelli/agents/".into(),
         }
     }
 }

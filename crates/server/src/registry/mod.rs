@@ -224,7 +224,16 @@ impl Registry {
             .settings()
             .map_err(|detail| Error::Config { path: "registry".into(), detail })?;
         let dir = config.data_dir.clone();
-        let (store, records) = crate::http::blocking(move || Store::open(&dir)).await?;
+        let (etcd, prefix) = (config.registry.etcd.clone(), config.registry.etcd_prefix.clone());
+        let handle = tokio::runtime::Handle::current();
+        let (store, records) = crate::http::blocking(move || {
+            if etcd.is_empty() {
+                Store::open(&dir)
+            } else {
+                Store::open_etcd(&etcd, &prefix, handle)
+            }
+        })
+        .await?;
         let started_ms = now_ms();
         let agents = records.into_iter().map(|r| (r.key(), Entry::loaded(r, started_ms))).collect();
         Ok(Registry {
@@ -487,11 +496,51 @@ impl Registry {
         DynamicTarget { spec, discovered, health }
     }
 
+    /// With a shared store (etcd), takes in what other servers changed: agents they
+    /// registered or deleted, and newer records of the others (a later `last_seen` is kept
+    /// from either side). Called with the store lock held, so no local change is in between.
+    fn refresh(&self, store: &Store, now: i64) {
+        if !store.is_shared() {
+            return;
+        }
+        let records = match store.read_all() {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the shared registry; keeping what is known");
+                return;
+            }
+        };
+        let mut agents = self.inner.agents.lock();
+        let mut seen = HashSet::with_capacity(records.len());
+        for r in records {
+            let key = r.key();
+            seen.insert(key.clone());
+            match agents.get_mut(&key) {
+                None => {
+                    agents.insert(key, Entry::loaded(r, now));
+                }
+                Some(e) => {
+                    let last_seen = e.rec.last_seen_ms.max(r.last_seen_ms);
+                    if r.last_seen_ms > e.rec.last_seen_ms {
+                        e.clock_from_ms = e.clock_from_ms.max(r.last_seen_ms);
+                        e.sticky_unhealthy = false;
+                    }
+                    e.saved = (r.last_seen_ms, r.healthy);
+                    e.rec = Record { last_seen_ms: last_seen, healthy: e.rec.healthy, ..r };
+                }
+            }
+        }
+        agents.retain(|k, _| seen.contains(k));
+    }
+
     /// Judges every agent now, saves what changed since the last save, and returns each
     /// agent's `ocelli_agent_up` labels with its health.
     fn save_contacts(&self, now: i64) -> Vec<(Labels, bool)> {
         let n = self.inner.settings.unhealthy_after;
         let guard = self.inner.store.lock();
+        if let Some(store) = guard.as_ref() {
+            self.refresh(store, now);
+        }
         let mut up = Vec::new();
         let mut changed: Vec<Record> = Vec::new();
         {
