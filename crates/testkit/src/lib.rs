@@ -216,6 +216,13 @@ impl RabbitMq {
         pids
     }
 
+    /// The PID of the broker's Erlang VM (`beam.smp`), for CPU accounting.
+    pub fn broker_pid(&self) -> Option<u32> {
+        self.pids().iter().filter_map(|p| p.parse::<u32>().ok()).find(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "beam.smp")
+        })
+    }
+
     /// Kills the broker (SIGKILL) and waits until its port is free.
     pub fn kill(&mut self) {
         for pid in self.pids() {
