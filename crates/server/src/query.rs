@@ -743,14 +743,28 @@ async fn federate(
     let lookback =
         i64::try_from(st.engine.options().lookback_delta.as_millis()).unwrap_or(i64::MAX);
     let db = st.db.clone();
+    let st2 = st.clone();
     let latest = blocking(move || {
         let mut out: BTreeMap<Labels, Sample> = BTreeMap::new();
         for m in &matchers {
-            for s in db.select(m, now - lookback, now)? {
-                if let Some(last) = s.samples.last()
+            // a query node federates what its stores hold, merged as its queries merge it
+            let selected: Vec<(Labels, Vec<Sample>)> = if is_query_node(&st2) {
+                let handle = tokio::runtime::Handle::current();
+                st2.cluster
+                    .fanout
+                    .select(&handle, m, now - lookback, now)
+                    .map_err(Error::BadGateway)?
+            } else {
+                db.select(m, now - lookback, now)?
+                    .into_iter()
+                    .map(|s| (s.labels, s.samples))
+                    .collect()
+            };
+            for (labels, samples) in selected {
+                if let Some(last) = samples.last()
                     && !ocelli_model::is_stale_nan(last.v)
                 {
-                    out.insert(s.labels, *last);
+                    out.insert(labels, *last);
                 }
             }
         }

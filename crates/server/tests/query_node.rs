@@ -91,6 +91,17 @@ async fn replicas_are_deduplicated_and_split_series_united() {
         assert_eq!(v["data"], serde_json::json!(["h1"]), "{v}");
         let (_, v) = get(aq, "/api/v1/labels?match[]=split");
         assert_eq!(v["data"], serde_json::json!(["__name__", "host"]), "{v}");
+        // /federate on the query node: the newest sample of each merged series, from the stores
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()
+                as i64;
+        push(aa, vec![series(&[("__name__", "fed"), ("replica", "a")], &[(now - 5000, 7.0)])]);
+        push(ab, vec![series(&[("__name__", "fed"), ("replica", "b")], &[(now - 4000, 8.0)])]);
+        let (status, text) = common::http(aq, "GET", "/federate?match[]=fed", b"");
+        assert_eq!(status, 200, "{text}");
+        let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        // a replica that ends hands over to the other: the newest sample is b's
+        assert_eq!(lines, [format!("fed 8 {}", now - 4000)], "{text}");
     })
     .await
     .unwrap();
