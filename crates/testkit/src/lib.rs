@@ -200,16 +200,29 @@ impl RabbitMq {
         format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
     }
 
-    /// PIDs of this broker's processes (found by their node name or epmd port).
+    /// PIDs of this broker's processes: the VM (`beam.smp`) and the `epmd` it started, found
+    /// by the `ERL_EPMD_PORT` in their environment (unique to this broker; their command
+    /// lines do not name it).
     fn pids(&self) -> Vec<String> {
-        let out = Command::new("pgrep")
-            .args(["-f", &format!("{}@localhost|epmd.*{}", self.name, self.epmd_port)])
-            .output();
-        let mut pids: Vec<String> = out
-            .map(|o| {
-                String::from_utf8_lossy(&o.stdout).split_whitespace().map(String::from).collect()
-            })
-            .unwrap_or_default();
+        let port_var = format!("ERL_EPMD_PORT={}", self.epmd_port);
+        let mut pids = Vec::new();
+        for name in ["beam.smp", "epmd"] {
+            let found = Command::new("pgrep").args(["-x", name]).output();
+            let found: Vec<String> = found
+                .map(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .split_whitespace()
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default();
+            for pid in found {
+                let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+                if env.split(|b| *b == 0).any(|v| v == port_var.as_bytes()) {
+                    pids.push(pid);
+                }
+            }
+        }
         if let Some(l) = &self.launcher {
             pids.push(l.id().to_string());
         }
