@@ -19,8 +19,8 @@
 //! [--batches 20] [--series 100]` (batches per agent).
 #![allow(clippy::unwrap_used)] // a benchmark: a panic is the failure report
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ocelli_model::{Labels, Sample};
@@ -58,16 +58,7 @@ fn args() -> Args {
 }
 
 fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    SocketAddr::from(([127, 0, 0, 1], ocelli_testkit::free_port()))
 }
 
 fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, String) {
@@ -82,22 +73,19 @@ fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, String
     (status, text.split_once("\r\n\r\n").map(|x| x.1.to_string()).unwrap_or_default())
 }
 
-fn server(args: &[&str], addr: SocketAddr, dir: &std::path::Path) -> Proc {
-    let child = Command::new(env!("CARGO_BIN_EXE_ocelli"))
-        .args(["server", "--no-local-agent", "--listen", &addr.to_string(), "--data-dir"])
+fn server(args: &[&str], addr: SocketAddr, dir: &std::path::Path) -> ocelli_testkit::Service {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ocelli"));
+    cmd.args(["server", "--no-local-agent", "--listen", &addr.to_string(), "--data-dir"])
         .arg(dir)
         .args(args)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        .env("RUST_LOG", "warn");
+    let svc = ocelli_testkit::Service::start(cmd, addr, Duration::from_secs(30));
     let t0 = Instant::now();
     while http_ok(addr).is_none() {
         assert!(t0.elapsed() < Duration::from_secs(30), "server on {addr} not ready");
         std::thread::sleep(Duration::from_millis(50));
     }
-    Proc(child)
+    svc
 }
 
 fn http_ok(addr: SocketAddr) -> Option<()> {
@@ -170,7 +158,7 @@ fn main() {
     let addr = free_addr();
     let base = server(&[], addr, &root.path().join("standalone"));
     let t0 = Instant::now();
-    let c0 = cpu_seconds(base.0.id());
+    let c0 = cpu_seconds(base.pid());
     std::thread::scope(|s| {
         for part in bodies.chunks(bodies.len().div_ceil(4)) {
             s.spawn(move || {
@@ -182,7 +170,7 @@ fn main() {
         }
     });
     let secs = t0.elapsed().as_secs_f64();
-    let cpu = cpu_seconds(base.0.id()) - c0;
+    let cpu = cpu_seconds(base.pid()) - c0;
     drop(base);
     println!(
         "| standalone, HTTP remote_write | {:.0} | {:.2} | - | - |",
@@ -202,7 +190,7 @@ fn main() {
             format!("[cluster]\nshards = {SHARDS}\nlease_ttl = \"60s\"\nprefetch = 64\n"),
         )
         .unwrap();
-        let cs: Vec<(SocketAddr, Proc)> = (0..n)
+        let cs: Vec<(SocketAddr, ocelli_testkit::Service)> = (0..n)
             .map(|i| {
                 let addr = free_addr();
                 let id = format!("c{i}");
@@ -230,7 +218,7 @@ fn main() {
             std::thread::sleep(Duration::from_millis(200));
         }
         for (_, p) in &cs {
-            Command::new("kill").args(["-STOP", &p.0.id().to_string()]).status().unwrap();
+            Command::new("kill").args(["-STOP", &p.pid().to_string()]).status().unwrap();
         }
         let beam = mq.broker_pid().expect("the broker's beam.smp");
         let b0 = cpu_seconds(beam);
@@ -264,10 +252,10 @@ fn main() {
         let pub_secs = t_pub.elapsed().as_secs_f64();
         let broker_pub = cpu_seconds(beam) - b0;
         let b1 = cpu_seconds(beam);
-        let c0: f64 = cs.iter().map(|(_, p)| cpu_seconds(p.0.id())).sum();
+        let c0: f64 = cs.iter().map(|(_, p)| cpu_seconds(p.pid())).sum();
         let t0 = Instant::now();
         for (_, p) in &cs {
-            Command::new("kill").args(["-CONT", &p.0.id().to_string()]).status().unwrap();
+            Command::new("kill").args(["-CONT", &p.pid().to_string()]).status().unwrap();
         }
         loop {
             let done: f64 = cs.iter().map(|(a, _)| metric(*a, "ocelli_amqp_samples_total")).sum();
@@ -281,7 +269,7 @@ fn main() {
             std::thread::sleep(Duration::from_millis(20));
         }
         let secs = t0.elapsed().as_secs_f64();
-        let cpu: f64 = cs.iter().map(|(_, p)| cpu_seconds(p.0.id())).sum::<f64>() - c0;
+        let cpu: f64 = cs.iter().map(|(_, p)| cpu_seconds(p.pid())).sum::<f64>() - c0;
         let broker_deliver = cpu_seconds(beam) - b1;
         println!(
             "| {n} collector(s), AMQP | {:.0} ({:.2}x standalone) | {:.2} | {:.2} (publish {:.1} s) | {:.2} |",

@@ -562,15 +562,13 @@ async fn series(
     }
     let (start, end) = (p.time("start", MIN_TIME)?, p.time("end", MAX_TIME)?);
     let limit = p.limit()?;
-    let db = st.db.clone();
-    let st2 = st.clone();
     let set = blocking(move || {
         let mut all = std::collections::BTreeSet::new();
         for m in &matchers {
-            if is_query_node(&st2) {
-                all.extend(fanout_series(&st2, m, start, end)?);
+            if is_query_node(&st) {
+                all.extend(fanout_series(&st, m, start, end)?);
             } else {
-                all.extend(db.series(m, start, end, limit)?);
+                all.extend(st.db.series(m, start, end, limit)?);
             }
         }
         Ok(all)
@@ -742,20 +740,19 @@ async fn federate(
     let now = now_ms();
     let lookback =
         i64::try_from(st.engine.options().lookback_delta.as_millis()).unwrap_or(i64::MAX);
-    let db = st.db.clone();
-    let st2 = st.clone();
     let latest = blocking(move || {
         let mut out: BTreeMap<Labels, Sample> = BTreeMap::new();
         for m in &matchers {
             // a query node federates what its stores hold, merged as its queries merge it
-            let selected: Vec<(Labels, Vec<Sample>)> = if is_query_node(&st2) {
+            let selected: Vec<(Labels, Vec<Sample>)> = if is_query_node(&st) {
                 let handle = tokio::runtime::Handle::current();
-                st2.cluster
+                st.cluster
                     .fanout
                     .select(&handle, m, now - lookback, now)
                     .map_err(Error::BadGateway)?
             } else {
-                db.select(m, now - lookback, now)?
+                st.db
+                    .select(m, now - lookback, now)?
                     .into_iter()
                     .map(|s| (s.labels, s.samples))
                     .collect()
