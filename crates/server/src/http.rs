@@ -368,13 +368,32 @@ pub(crate) async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f).await.map_err(|e| Error::Internal(e.to_string()))?
 }
 
+/// Run on the blocking thread that has just appended a write request (any ingest format, and
+/// the collector's AMQP deliveries); the binary sets it to hand the memory that thread freed
+/// back to the system, since the allocator is the binary's choice.
+static AFTER_WRITE: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Sets the hook run after each write request (once; later calls are ignored). It runs on
+/// every request, so it must be cheap or limit itself.
+pub fn set_after_write(f: fn()) {
+    let _ = AFTER_WRITE.set(f);
+}
+
+fn after_write() {
+    if let Some(f) = AFTER_WRITE.get() {
+        f();
+    }
+}
+
 /// Appends decoded series as one all-or-nothing batch, through ingest aggregation.
 fn store(st: &AppState, series: Vec<DecodedSeries>) -> Result<()> {
     let batch: Vec<SeriesSamples> = series
         .into_iter()
         .map(|s| SeriesSamples { labels: s.labels, samples: s.samples })
         .collect();
-    st.aggregator.append(&st.db, batch, now_ms())
+    let res = st.aggregator.append(&st.db, batch, now_ms());
+    after_write();
+    res
 }
 
 async fn tsdb_status(State(st): State<AppState>) -> Result<impl IntoResponse> {
@@ -447,6 +466,7 @@ pub(crate) fn store_remote_write(
         if proto.capacity() > KEEP {
             *proto = Vec::new();
         }
+        after_write();
         res
     })
 }
