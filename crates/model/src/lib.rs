@@ -21,4 +21,4 @@ pub use labels::{
     is_valid_metric_name, raw_series_id,
 };
 pub use matcher::{MatchOp, Matcher};
-pub use sample::{STALE_NAN, Sample, format_value, is_stale_nan};
+pub use sample::{STALE_NAN, Sample, format_value, is_stale_nan, write_value};

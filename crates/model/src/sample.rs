@@ -19,14 +19,22 @@ pub fn is_stale_nan(v: f64) -> bool {
 /// decimal that reads back to the same float, never in exponent form, and `NaN`, `+Inf`,
 /// `-Inf`.
 pub fn format_value(v: f64) -> String {
+    let mut s = String::new();
+    write_value(&mut s, v);
+    s
+}
+
+/// [`format_value`], appended to `out`.
+pub fn write_value(out: &mut String, v: f64) {
+    use std::fmt::Write;
     if v.is_nan() {
-        "NaN".into()
+        out.push_str("NaN");
     } else if v == f64::INFINITY {
-        "+Inf".into()
+        out.push_str("+Inf");
     } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
+        out.push_str("-Inf");
     } else {
-        format!("{v}")
+        let _ = write!(out, "{v}");
     }
 }
 

@@ -27,6 +27,8 @@ pub(crate) struct Ctx<'a> {
     /// The query's own start and end, for `@ start()` / `@ end()`.
     query_start: i64,
     query_end: i64,
+    /// An aggregation waiting for its input's series one at a time (see `aggregate::Stream`).
+    pub(crate) stream: std::cell::RefCell<Option<crate::aggregate::Stream>>,
 }
 
 pub(crate) fn instant(
@@ -169,6 +171,7 @@ impl<'a> Ctx<'a> {
             loaded: Cell::new(0),
             query_start: start,
             query_end: end,
+            stream: std::cell::RefCell::new(None),
         }
     }
 
@@ -339,6 +342,7 @@ impl<'a> Ctx<'a> {
         }
         let (lo, hi) = self.ref_bounds(steps, at, offset);
         let mut out = Vec::new();
+        let mut stream = self.stream.borrow_mut().take();
         self.for_each_selected(vs, lo - lookback, hi, |s| {
             self.account(steps.n)?;
             let mut vals = vec![None; steps.n];
@@ -358,6 +362,10 @@ impl<'a> Ctx<'a> {
                     ts[i] = x.t;
                 }
             }
+            if let Some(st) = stream.as_mut() {
+                st.add(&s.labels, false, &vals);
+                return Ok(());
+            }
             let mut v = VSeries::new(s.labels, vals);
             if !v.is_empty() {
                 v.ts = Some(ts);
@@ -365,6 +373,10 @@ impl<'a> Ctx<'a> {
             }
             Ok(())
         })?;
+        if let Some(mut st) = stream {
+            st.used = true;
+            *self.stream.borrow_mut() = Some(st);
+        }
         Ok(Val::Vector(out))
     }
 

@@ -399,20 +399,35 @@ fn json_labels(out: &mut String, l: &Labels) {
 
 fn point(t: i64, v: &str) -> String {
     let mut s = String::with_capacity(24 + v.len());
-    if t < 0 {
-        let _ = write!(s, "[{}", t as f64 / 1000.0);
-    } else {
-        let _ = write!(s, "[{}", t / 1000);
-        let ms = t % 1000;
-        if ms != 0 {
-            let frac = format!("{ms:03}");
-            let _ = write!(s, ".{}", frac.trim_end_matches('0'));
-        }
-    }
+    push_time(&mut s, t);
     s.push_str(",\"");
     s.push_str(v);
     s.push_str("\"]");
     s
+}
+
+/// Appends `[` and the time in seconds, as Prometheus writes a sample's time.
+fn push_time(out: &mut String, t: i64) {
+    if t < 0 {
+        let _ = write!(out, "[{}", t as f64 / 1000.0);
+        return;
+    }
+    let _ = write!(out, "[{}", t / 1000);
+    let ms = t % 1000;
+    let _ = match ms {
+        0 => Ok(()),
+        _ if ms % 100 == 0 => write!(out, ".{}", ms / 100),
+        _ if ms % 10 == 0 => write!(out, ".{:02}", ms / 10),
+        _ => write!(out, ".{ms:03}"),
+    };
+}
+
+/// Appends `[t,"v"]` without building strings on the way: a matrix answer writes millions.
+fn push_point(out: &mut String, t: i64, v: f64) {
+    push_time(out, t);
+    out.push_str(",\"");
+    ocelli_model::write_value(out, v);
+    out.push_str("\"]");
 }
 
 fn success(data: &str) -> Response {
@@ -443,7 +458,7 @@ fn render(v: &QueryValue) -> String {
                 out.push_str("{\"metric\":");
                 json_labels(&mut out, l);
                 out.push_str(",\"value\":");
-                out.push_str(&point(*t, &format_value(*x)));
+                push_point(&mut out, *t, *x);
                 out.push('}');
             }
             out.push(']');
@@ -461,7 +476,7 @@ fn render(v: &QueryValue) -> String {
                     if j > 0 {
                         out.push(',');
                     }
-                    out.push_str(&point(s.t, &format_value(s.v)));
+                    push_point(&mut out, s.t, s.v);
                 }
                 out.push_str("]}");
             }
@@ -825,5 +840,19 @@ mod tests {
         assert_eq!(point(1_700_000_000_000, "1"), "[1700000000,\"1\"]");
         assert_eq!(point(1_700_000_000_500, "1"), "[1700000000.5,\"1\"]");
         assert_eq!(point(1_700_000_000_010, "1"), "[1700000000.01,\"1\"]");
+        assert_eq!(point(1_700_000_000_001, "1"), "[1700000000.001,\"1\"]");
+        assert_eq!(point(1_700_000_000_120, "1"), "[1700000000.12,\"1\"]");
+        assert_eq!(point(-1_500, "1"), "[-1.5,\"1\"]");
+        for (t, v, want) in [
+            (1_000, 0.1, "[1,\"0.1\"]"),
+            (2_050, f64::NAN, "[2.05,\"NaN\"]"),
+            (3_000, f64::NEG_INFINITY, "[3,\"-Inf\"]"),
+            (4_000, 1e21, "[4,\"1000000000000000000000\"]"),
+        ] {
+            let mut s = String::new();
+            push_point(&mut s, t, v);
+            assert_eq!(s, want);
+            assert_eq!(s, point(t, &format_value(v)));
+        }
     }
 }

@@ -479,13 +479,11 @@ impl Block {
             ts.clear();
             vs.clear();
             chunkenc::decode_chunk(data, ts, vs).map_err(|e| corrupt(e.to_string()))?;
-            out.reserve(ts.len());
-            out.extend(
-                ts.iter()
-                    .zip(vs.iter())
-                    .filter(|(t, _)| (mint..=maxt).contains(*t))
-                    .map(|(&t, &v)| Sample::new(t, v)),
-            );
+            // timestamps ascend: the samples in range are one run of them
+            let lo = ts.partition_point(|&t| t < mint);
+            let hi = ts.partition_point(|&t| t <= maxt).max(lo);
+            out.reserve(hi - lo);
+            out.extend(ts[lo..hi].iter().zip(&vs[lo..hi]).map(|(&t, &v)| Sample::new(t, v)));
         }
         Ok(out)
     }
