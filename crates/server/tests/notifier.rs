@@ -566,6 +566,27 @@ async fn the_http_api_of_a_server() {
     server.stop().await.unwrap();
 }
 
+/// Whether `GET /-/ready` at `addr` answers 200 within `timeout` (refused connections retried).
+fn answers_ready(addr: SocketAddr, timeout: Duration) -> bool {
+    use std::io::{Read, Write};
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let req = "GET /-/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+            let mut head = [0u8; 12];
+            if s.write_all(req.as_bytes()).is_ok()
+                && s.read_exact(&mut head).is_ok()
+                && head.starts_with(b"HTTP/1.1 200")
+            {
+                return true;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn alerts_are_forwarded_to_alertmanager() {
     let bin = require("prometheus-alertmanager", "prometheus-alertmanager");
@@ -575,14 +596,22 @@ async fn alerts_are_forwarded_to_alertmanager() {
         "route:\n  receiver: none\nreceivers:\n  - name: none\n",
     )
     .unwrap();
-    let port = free_port();
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut cmd = std::process::Command::new(bin);
-    cmd.arg(format!("--config.file={}", dir.path().join("am.yml").display()))
-        .arg(format!("--storage.path={}", dir.path().join("am-data").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--cluster.listen-address=");
-    let _am = Service::start(cmd, addr, Duration::from_secs(30));
+    // A free port can be taken by a parallel test between `free_port` and Alertmanager's bind;
+    // the start then "succeeds" on the other process's socket. Alertmanager counts as up only
+    // once it answers its own readiness endpoint, and gets a fresh port otherwise.
+    let (_am, addr, port) = (0..3)
+        .find_map(|_| {
+            let port = free_port();
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            let mut cmd = std::process::Command::new(&bin);
+            cmd.arg(format!("--config.file={}", dir.path().join("am.yml").display()))
+                .arg(format!("--storage.path={}", dir.path().join("am-data").display()))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .arg("--cluster.listen-address=");
+            let am = Service::start(cmd, addr, Duration::from_secs(30));
+            answers_ready(addr, Duration::from_secs(15)).then_some((am, addr, port))
+        })
+        .expect("Alertmanager never answered /-/ready");
     let data = tempfile::tempdir().unwrap();
     let config = NotifierConfig {
         alertmanagers: vec![format!("http://127.0.0.1:{port}")],
