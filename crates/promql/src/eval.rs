@@ -13,7 +13,7 @@ use ocelli_model::{Labels, METRIC_NAME, MatchOp, Matcher, Sample, is_stale_nan};
 use promql_parser::parser::{self, AtModifier, Expr, Offset, VectorSelector};
 
 use crate::value::{MSeries, QueryValue, Range, RangeSeries, Steps, VSeries, Val};
-use crate::{Error, Options, Result, Storage};
+use crate::{Error, Options, Result, StepValues, Storage};
 
 /// Evaluation state of one query.
 pub(crate) struct Ctx<'a> {
@@ -245,6 +245,69 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// [`Ctx::for_each_range_series`] with `map` applied to each series' samples (stale
+    /// markers dropped), on storage's reading threads where it has them.
+    pub(crate) fn for_each_range_mapped(
+        &self,
+        series: RangeSeries,
+        map: &(dyn Fn(&[Sample]) -> StepValues + Sync),
+        mut f: impl FnMut(Labels, StepValues) -> Result<()>,
+    ) -> Result<()> {
+        match series {
+            RangeSeries::Loaded(v) => v.into_iter().try_for_each(|s| f(s.labels, map(&s.samples))),
+            RangeSeries::Selector { vs, mint, maxt } => {
+                let map = |mut s: Vec<Sample>| {
+                    s.retain(|x| !is_stale_nan(x.v));
+                    map(&s)
+                };
+                self.for_each_selected_mapped(&vs, mint, maxt, &map, f)
+            }
+        }
+    }
+
+    /// [`Ctx::for_each_selected`] with `map` applied to each series' samples, on storage's
+    /// reading threads where it has them ([`Storage::select_map_each`]).
+    fn for_each_selected_mapped(
+        &self,
+        vs: &VectorSelector,
+        mint: i64,
+        maxt: i64,
+        map: &(dyn Fn(Vec<Sample>) -> StepValues + Sync),
+        mut f: impl FnMut(Labels, StepValues) -> Result<()>,
+    ) -> Result<()> {
+        let branches = selector_matchers(vs)?;
+        if branches.len() > 1 {
+            // `or` branches may select a series twice; `load` takes the union
+            return self
+                .load(vs, mint, maxt)?
+                .into_iter()
+                .try_for_each(|s| f(s.labels, map(s.samples)));
+        }
+        self.check_deadline("query preparation")?;
+        let mut failed: Option<Error> = None;
+        let mut n = 0usize;
+        self.storage
+            .select_map_each(&branches[0], mint, maxt, map, &mut |labels, samples, mapped| {
+                let r = (|| {
+                    if n.is_multiple_of(1024) {
+                        self.check_deadline("query evaluation")?;
+                    }
+                    n += 1;
+                    self.account(samples)?;
+                    f(labels, mapped)
+                })();
+                match r {
+                    Ok(()) => true,
+                    Err(e) => {
+                        failed = Some(e);
+                        false
+                    }
+                }
+            })
+            .map_err(Error::Storage)?;
+        failed.map_or(Ok(()), Err)
+    }
+
     /// Hands `f` each series of a selector in `[mint, maxt]`, in label order, as storage
     /// reads them; [`Ctx::load`] without holding them all.
     fn for_each_selected(
@@ -343,32 +406,37 @@ impl<'a> Ctx<'a> {
         let (lo, hi) = self.ref_bounds(steps, at, offset);
         let mut out = Vec::new();
         let mut stream = self.stream.borrow_mut().take();
-        self.for_each_selected(vs, lo - lookback, hi, |s| {
-            self.account(steps.n)?;
+        // per series, on storage's reading threads: the newest sample no older than the
+        // lookback delta at each step
+        let pick = |samples: Vec<Sample>| {
             let mut vals = vec![None; steps.n];
             let mut ts = vec![0i64; steps.n];
             let mut j = 0usize;
             for i in 0..steps.n {
                 let r = at.unwrap_or(steps.at(i)) - offset;
-                while j < s.samples.len() && s.samples[j].t <= r {
+                while j < samples.len() && samples[j].t <= r {
                     j += 1;
                 }
                 if j == 0 {
                     continue;
                 }
-                let x = s.samples[j - 1];
+                let x = samples[j - 1];
                 if x.t >= r - lookback && !is_stale_nan(x.v) {
                     vals[i] = Some(x.v);
                     ts[i] = x.t;
                 }
             }
+            StepValues { vals, ts: Some(ts) }
+        };
+        self.for_each_selected_mapped(vs, lo - lookback, hi, &pick, |labels, picked| {
+            self.account(steps.n)?;
             if let Some(st) = stream.as_mut() {
-                st.add(&s.labels, false, &vals);
+                st.add(&labels, false, &picked.vals);
                 return Ok(());
             }
-            let mut v = VSeries::new(s.labels, vals);
+            let mut v = VSeries::new(labels, picked.vals);
             if !v.is_empty() {
-                v.ts = Some(ts);
+                v.ts = picked.ts;
                 out.push(v);
             }
             Ok(())

@@ -17,7 +17,7 @@ use regex::Regex;
 use crate::aggregate::{avg, quantile, variance};
 use crate::eval::{Ctx, absent_labels, merge_same_labels};
 use crate::value::{Range, Steps, VSeries, Val, drop_name, set_label, without_name};
-use crate::{Error, Result};
+use crate::{Error, Result, StepValues};
 
 /// Registers the functions of Prometheus 2.42 that the parser no longer knows by that name.
 pub(crate) fn register_extra() {
@@ -53,7 +53,7 @@ fn range_fn(
     r: Range,
     steps: Steps,
     keep_name: bool,
-    f: impl Fn(&[Sample], &Window) -> Option<f64>,
+    f: impl Fn(&[Sample], &Window) -> Option<f64> + Sync,
 ) -> Result<Val> {
     range_fn_with(ctx, r, steps, keep_name, |_| (), |_, all, lo, hi, win| f(&all[lo..hi], win))
 }
@@ -65,40 +65,44 @@ fn range_fn_with<P>(
     r: Range,
     steps: Steps,
     keep_name: bool,
-    prepare: impl Fn(&[Sample]) -> P,
-    f: impl Fn(&P, &[Sample], usize, usize, &Window) -> Option<f64>,
+    prepare: impl Fn(&[Sample]) -> P + Sync,
+    f: impl Fn(&P, &[Sample], usize, usize, &Window) -> Option<f64> + Sync,
 ) -> Result<Val> {
     let mut out = Vec::new();
     let (range, offset, at) = (r.range, r.offset, r.at);
     let ref_time = |t: i64| at.unwrap_or(t) - offset;
     let mut stream = ctx.stream.borrow_mut().take();
-    ctx.for_each_range_series(r.series, |s| {
-        let p = prepare(&s.samples);
+    // per series, on storage's reading threads: every step's window
+    let windows = |samples: &[Sample]| {
+        let p = prepare(samples);
         let mut vals = vec![None; steps.n];
         let (mut lo, mut hi) = (0usize, 0usize);
         for (i, slot) in vals.iter_mut().enumerate() {
             let end = ref_time(steps.at(i));
             let start = end - range;
-            if lo > 0 && s.samples[lo - 1].t >= start {
+            if lo > 0 && samples[lo - 1].t >= start {
                 lo = 0; // a window that moved back (never with increasing steps)
                 hi = 0;
             }
-            while lo < s.samples.len() && s.samples[lo].t < start {
+            while lo < samples.len() && samples[lo].t < start {
                 lo += 1;
             }
             hi = hi.max(lo);
-            while hi < s.samples.len() && s.samples[hi].t <= end {
+            while hi < samples.len() && samples[hi].t <= end {
                 hi += 1;
             }
             let ts = if at.is_some() { steps.start } else { steps.at(i) };
-            *slot = f(&p, &s.samples, lo, hi, &Window { ts, start, end, range, i });
+            *slot = f(&p, samples, lo, hi, &Window { ts, start, end, range, i });
         }
+        StepValues { vals, ts: None }
+    };
+    ctx.for_each_range_mapped(r.series, &windows, |labels, s| {
         if let Some(st) = stream.as_mut() {
-            st.add(&s.labels, !keep_name, &vals);
+            st.add(&labels, !keep_name, &s.vals);
             return Ok(());
         }
-        let labels = if keep_name { s.labels } else { without_name(s.labels) };
-        out.push(VSeries::new(labels, vals));
+        let labels = if keep_name { labels } else { without_name(labels) };
+        out.push(VSeries::new(labels, s.vals));
         Ok(())
     })?;
     if let Some(mut st) = stream {
@@ -550,30 +554,37 @@ pub(crate) fn call(ctx: &Ctx<'_>, call: &Call, steps: Steps) -> Result<Val> {
         | "count_over_time" | "last_over_time" | "present_over_time" | "stddev_over_time"
         | "stdvar_over_time" => {
             let r = want_range(eval(0)?, name)?;
-            let mut buf: Vec<f64> = Vec::new();
-            let buf = std::cell::RefCell::new(&mut buf);
+            // the window's values, in a buffer of the thread running the function
+            thread_local! {
+                static BUF: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
+            }
             range_fn(ctx, r, steps, name == "last_over_time", |w, _| {
                 if w.is_empty() {
                     return None;
                 }
-                let mut b = buf.borrow_mut();
-                b.clear();
-                b.extend(w.iter().map(|s| s.v));
-                let v: &[f64] = &b;
-                Some(match name {
-                    "avg_over_time" => avg_fast(v),
-                    "min_over_time" => {
-                        v[1..].iter().fold(v[0], |m, &x| if x < m || m.is_nan() { x } else { m })
+                BUF.with_borrow_mut(|b| {
+                    b.clear();
+                    b.extend(w.iter().map(|s| s.v));
+                    let v: &[f64] = b;
+                    let r = Some(match name {
+                        "avg_over_time" => avg_fast(v),
+                        "min_over_time" => v[1..]
+                            .iter()
+                            .fold(v[0], |m, &x| if x < m || m.is_nan() { x } else { m }),
+                        "max_over_time" => v[1..]
+                            .iter()
+                            .fold(v[0], |m, &x| if x > m || m.is_nan() { x } else { m }),
+                        "sum_over_time" => v.iter().sum(),
+                        "count_over_time" => v.len() as f64,
+                        "last_over_time" => v[v.len() - 1],
+                        "present_over_time" => 1.0,
+                        "stddev_over_time" => variance(v).sqrt(),
+                        _ => variance(v),
+                    });
+                    if b.capacity() > 1 << 16 {
+                        *b = Vec::new(); // a rare huge window must not pin its buffer to the thread
                     }
-                    "max_over_time" => {
-                        v[1..].iter().fold(v[0], |m, &x| if x > m || m.is_nan() { x } else { m })
-                    }
-                    "sum_over_time" => v.iter().sum(),
-                    "count_over_time" => v.len() as f64,
-                    "last_over_time" => v[v.len() - 1],
-                    "present_over_time" => 1.0,
-                    "stddev_over_time" => variance(v).sqrt(),
-                    _ => variance(v),
+                    r
                 })
             })
         }

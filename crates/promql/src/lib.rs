@@ -60,6 +60,25 @@ pub trait Storage: Sync {
         Ok(())
     }
 
+    /// [`Storage::select_each`] with `map` applied to each series' samples: `f` gets, in label
+    /// order, each series' labels, its number of samples and `map`'s result. Storage may read
+    /// series on several threads and run `map` there (the evaluator passes the per-series
+    /// work of range functions and instant selectors); `f` runs on the calling thread. The
+    /// default runs `map` inline.
+    fn select_map_each(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        map: &(dyn Fn(Vec<Sample>) -> StepValues + Sync),
+        f: &mut dyn FnMut(Labels, usize, StepValues) -> bool,
+    ) -> std::result::Result<(), String> {
+        self.select_each(matchers, mint, maxt, &mut |labels, samples| {
+            let n = samples.len();
+            f(labels, n, map(samples))
+        })
+    }
+
     /// Resolutions (ms, ascending) of downsampled data storage holds over some of
     /// `[mint, maxt]`; [`Resolution::Auto`] reads windows only at these. Default: none.
     fn rollup_resolutions(&self, _mint: i64, _maxt: i64) -> Vec<i64> {
@@ -83,6 +102,14 @@ pub trait Storage: Sync {
             w.is_empty() || f(labels, w)
         })
     }
+}
+
+/// What the evaluator makes of one series' samples in [`Storage::select_map_each`]: its value
+/// at each step of the query, and for an instant selector the timestamp of each value's sample.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StepValues {
+    pub vals: Vec<Option<f64>>,
+    pub ts: Option<Vec<i64>>,
 }
 
 /// Engine limits and defaults.

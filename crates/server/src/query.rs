@@ -86,6 +86,18 @@ impl ocelli_promql::Storage for DbStorage<'_> {
         self.db.select_each(matchers, mint, maxt, limits, f).map_err(|e| e.to_string())
     }
 
+    fn select_map_each(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        map: &(dyn Fn(Vec<Sample>) -> ocelli_promql::StepValues + Sync),
+        f: &mut dyn FnMut(Labels, usize, ocelli_promql::StepValues) -> bool,
+    ) -> std::result::Result<(), String> {
+        let limits = ocelli_tsdb::Limits { max_series: usize::MAX, max_samples: self.max_samples };
+        self.db.select_map_each(matchers, mint, maxt, limits, map, f).map_err(|e| e.to_string())
+    }
+
     fn rollup_resolutions(&self, mint: i64, maxt: i64) -> Vec<i64> {
         self.db.rollup_resolutions(mint, maxt)
     }

@@ -45,7 +45,9 @@ fn workload(start: i64) -> Vec<DecodedSeries> {
     for h in 0..6 {
         let inst = format!("host-{h}:9100");
         let job = if h % 2 == 0 { "node" } else { "edge" };
-        for cpu in 0..2 {
+        // 15 CPUs x 3 modes x 6 hosts = 270 series: selections of them are large enough for
+        // storage to read them on several threads
+        for cpu in 0..15 {
             for mode in ["idle", "user", "system"] {
                 let cpu_s = cpu.to_string();
                 let l = labels(&[

@@ -38,6 +38,7 @@ use crate::record;
 use crate::wal::{self, FsyncPolicy, ReplayReport, Wal};
 
 mod downsample;
+mod select;
 
 pub use downsample::{ROLLUP_SPAN_MS, Rollup, RollupStats};
 pub use ocelli_model::rollup::Window;
@@ -391,7 +392,23 @@ impl Db {
         self.inner.select_each(matchers, mint, maxt, limits, f)
     }
 
-    /// [`Db::select`] with explicit limits.
+    /// [`Db::select_each`] with `map` applied to each series' samples: `f` gets, in label
+    /// order, each series' labels, its number of samples and what `map` made of them. A large
+    /// selection is read by several threads, which also run `map`, so a caller reducing each
+    /// series to little (a range function) does that work in parallel and on samples still in
+    /// the reading core's cache; `f` runs on the calling thread.
+    pub fn select_map_each<R: Send>(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        limits: Limits,
+        map: &(dyn Fn(Vec<Sample>) -> R + Sync),
+        f: &mut dyn FnMut(Labels, usize, R) -> bool,
+    ) -> Result<()> {
+        self.inner.select_map_each(matchers, mint, maxt, limits, map, f)
+    }
+
     /// The windows at resolution `res_ms` (a divisor of a day) of the series matching
     /// `matchers`, for every window holding a time in `[mint, maxt]`, streamed in label order:
     /// `f` returns `false` to stop. Read from rollups where up-to-date ones exist, computed
@@ -420,6 +437,7 @@ impl Db {
         self.inner.downsample()
     }
 
+    /// [`Db::select`] with explicit limits.
     pub fn select_with_limits(
         &self,
         matchers: &[Matcher],
@@ -693,19 +711,28 @@ impl SourceCursor {
         Ok(out)
     }
 
-    /// The current series' labels and samples in `[mint, maxt]`; moves to the next one.
-    fn take(&mut self, mint: i64, maxt: i64) -> Result<Option<(Labels, Vec<Sample>)>> {
+    /// The current series' labels and where its samples are, without reading them; moves to
+    /// the next series.
+    fn take_piece(&mut self) -> Result<Option<(Labels, select::Piece)>> {
         let out = match self {
-            SourceCursor::Block { block, next, .. } => match next.take() {
-                Some((labels, chunks)) => Some((labels, block.read_chunks(&chunks, mint, maxt)?)),
-                None => None,
-            },
+            SourceCursor::Block { block, next, .. } => next
+                .take()
+                .map(|(labels, chunks)| (labels, select::Piece::Block(block.clone(), chunks))),
             SourceCursor::Head { next, .. } => {
-                next.take().map(|(labels, s)| (labels, Head::samples(&s, mint, maxt)))
+                next.take().map(|(labels, s)| (labels, select::Piece::Head(s)))
             }
         };
         self.advance()?;
         Ok(out)
+    }
+
+    /// How many series this cursor may still yield (an upper bound).
+    fn remaining(&self) -> usize {
+        let next = usize::from(self.peek().is_some());
+        match self {
+            SourceCursor::Block { ids, .. } => ids.len() + next,
+            SourceCursor::Head { series, .. } => series.len() + next,
+        }
     }
 }
 
@@ -854,6 +881,20 @@ impl Inner {
         limits: Limits,
         f: &mut dyn FnMut(Labels, Vec<Sample>) -> bool,
     ) -> Result<()> {
+        self.select_map_each(matchers, mint, maxt, limits, &|s| s, &mut |l, _, s| f(l, s))
+    }
+
+    /// [`Inner::select_each`] with `map` applied to each series' samples, on the threads that
+    /// read them ([`select`]).
+    fn select_map_each<R: Send>(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        limits: Limits,
+        map: &(dyn Fn(Vec<Sample>) -> R + Sync),
+        f: &mut dyn FnMut(Labels, usize, R) -> bool,
+    ) -> Result<()> {
         if mint > maxt {
             return Err(Error::InvalidTimeRange { mint, maxt });
         }
@@ -866,50 +907,7 @@ impl Inner {
             cursors.push(SourceCursor::head(h, matchers));
         }
         cursors.retain(|c| c.peek().is_some());
-        let (mut series, mut samples) = (0usize, 0usize);
-        loop {
-            // the first cursor at the smallest label set; any other at it comes later in
-            // source order
-            let mut first: Option<(usize, &Labels)> = None;
-            for (i, c) in cursors.iter().enumerate() {
-                if let Some(l) = c.peek()
-                    && first.is_none_or(|(_, m)| l < m)
-                {
-                    first = Some((i, l));
-                }
-            }
-            let Some((first, _)) = first else { return Ok(()) };
-            let Some((min, mut got)) = cursors[first].take(mint, maxt)? else { return Ok(()) };
-            let mut dirty = false;
-            for c in &mut cursors[first + 1..] {
-                if c.peek() != Some(&min) {
-                    continue;
-                }
-                let Some((_, s)) = c.take(mint, maxt)? else { continue };
-                if !s.is_empty() {
-                    dirty |= !got.is_empty();
-                    got.extend(s);
-                }
-            }
-            if dirty {
-                got.sort_by_key(|s| s.t);
-                dedup_last(&mut got);
-            }
-            if got.is_empty() {
-                continue;
-            }
-            series += 1;
-            samples += got.len();
-            if series > limits.max_series {
-                return Err(Error::LimitExceeded { what: "series", limit: limits.max_series });
-            }
-            if samples > limits.max_samples {
-                return Err(Error::LimitExceeded { what: "samples", limit: limits.max_samples });
-            }
-            if !f(min, got) {
-                return Ok(());
-            }
-        }
+        select::run(select::Merge::new(cursors), mint, maxt, limits, map, f)
     }
 
     /// Blocks overlapping the range (oldest first), frozen heads (oldest first), the head.
