@@ -17,10 +17,15 @@ const SERIES: usize = 700;
 /// that most series have pieces in several sources, some of them at the same timestamps, and
 /// some series have samples only outside the range read. Returns the model.
 fn fill(db: &Db) -> Model {
+    fill_n(db, SERIES)
+}
+
+/// [`fill`] with `series` series.
+fn fill_n(db: &Db, series: usize) -> Model {
     let mut model = Model::new();
     for round in 0..3i64 {
         let mut batch = Vec::new();
-        for i in 0..SERIES {
+        for i in 0..series {
             // every 7th series skips a round; every 11th lives only outside [0, 5000]
             if (i as i64 + round) % 7 == 0 {
                 continue;
@@ -138,4 +143,32 @@ fn limits_and_early_stops_cut_at_the_same_series() {
         select_each(&db, Limits { max_series: usize::MAX, max_samples: limit }, usize::MAX);
     assert_eq!(r.unwrap_err().to_string(), format!("query exceeds the limit of {limit} samples"));
     assert_eq!(seen, all[..fit]);
+}
+
+#[test]
+fn a_panic_in_map_reaches_the_caller() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = std::sync::Arc::new(open(dir.path(), test_opts()));
+    // more batches than may be in flight at once, so that the other batches wait for the one
+    // that failed
+    fill_n(&db, 2000);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let db2 = db.clone();
+    std::thread::spawn(move || {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let map = |s: Vec<Sample>| {
+                // one series fails: the other reader goes on
+                let v = s.first().map_or(0.0, |x| x.v);
+                assert!(!(500_000.0..501_000.0).contains(&v), "map failed on purpose");
+                s.len()
+            };
+            let all = [Matcher::equal("__name__", "m")];
+            db2.select_map_each(&all, 0, 5000, NO_LIMITS, &map, &mut |_, _, _| true)
+        }));
+        let _ = tx.send(r.is_err());
+    });
+    let panicked = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the selection neither returned nor panicked within 60 s");
+    assert!(panicked, "the panic in map was lost");
 }

@@ -15,6 +15,7 @@
 //! lets it borrow `f`'s thread's data, and ordered delivery is a few lines over `mpsc`.
 
 use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, OnceLock, mpsc};
 
 use ocelli_model::{Labels, Sample};
@@ -145,6 +146,10 @@ impl<R> Delivery<'_, R> {
 /// no sample in range).
 type Mapped<R> = (Labels, usize, Option<R>);
 
+/// A batch as a reader returns it: each series read and mapped, the planning error the batch
+/// stands for, or the panic that stopped the reader.
+type ReadBatch<R> = std::thread::Result<Result<Vec<Result<Mapped<R>>>>>;
+
 /// Reads one planned series and maps its samples.
 fn read_mapped<R>(
     p: Planned,
@@ -193,7 +198,7 @@ pub(super) fn run<R: Send>(
     // a batch as planned, or the planning error that ends the selection
     let (work_tx, work_rx) = mpsc::sync_channel::<(usize, Result<Vec<Planned>>)>(IN_FLIGHT + 1);
     let work_rx = Mutex::new(work_rx);
-    let (done_tx, done_rx) = mpsc::channel::<(usize, Result<Vec<Result<Mapped<R>>>>)>();
+    let (done_tx, done_rx) = mpsc::channel::<(usize, ReadBatch<R>)>();
     // one ticket per batch that may exist; the consumer returns it when done with the batch
     let (ticket_tx, ticket_rx) = mpsc::sync_channel::<()>(IN_FLIGHT);
     for _ in 0..IN_FLIGHT {
@@ -248,8 +253,13 @@ pub(super) fn run<R: Send>(
                 loop {
                     let job = work_rx.lock().recv();
                     let Ok((seq, batch)) = job else { return };
-                    let batch = batch
-                        .map(|b| b.into_iter().map(|p| read_mapped(p, mint, maxt, map)).collect());
+                    // a panic (in `map`, say) goes to the consumer, which raises it again:
+                    // a batch that never came would leave everyone waiting
+                    let batch = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                        batch.map(|b| {
+                            b.into_iter().map(|p| read_mapped(p, mint, maxt, map)).collect()
+                        })
+                    }));
                     if done_tx.send((seq, batch)).is_err() {
                         return;
                     }
@@ -265,7 +275,8 @@ pub(super) fn run<R: Send>(
         let mut next = 0usize;
         loop {
             while let Some(batch) = waiting.remove(&next) {
-                let batch: Result<Vec<Result<Mapped<R>>>> = batch;
+                let batch: ReadBatch<R> = batch;
+                let batch = batch.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
                 for series in batch? {
                     let (labels, n, mapped) = series?;
                     if !out.give(labels, n, mapped)? {
