@@ -71,7 +71,7 @@ fn a_parallel_selection_is_the_sequential_one() {
     let (seen, r) = select_each(&db, NO_LIMITS, usize::MAX);
     r.unwrap();
     let want = expected(&model, &[Matcher::equal("__name__", "m")], 0, 5000);
-    assert!(want.len() > 256, "enough series to be read in parallel: {}", want.len());
+    assert!(want.len() > 64, "enough series to be read in parallel: {}", want.len());
     assert_eq!(seen.len(), want.len());
     for ((l, s), (wl, ws)) in seen.iter().zip(&want) {
         assert_eq!(l, wl);

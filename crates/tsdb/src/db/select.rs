@@ -5,7 +5,7 @@
 //! decoding: about half of `sum by (mode) (rate(cpu[5m]))` over 64k series, measured), and
 //! series are independent. So a selection of at least [`PARALLEL_MIN_SERIES`] candidates is
 //! read by a small pool of scoped threads: one thread merges and hands out batches of
-//! [`BATCH`] planned series, workers read them, and the calling thread puts the batches back in
+//! at most [`BATCH`] planned series, workers read them, and the calling thread puts the batches back in
 //! order and calls `f`, which is not `Send` and sees exactly the sequence a sequential read
 //! gives: same series, same order, same samples, same limit errors at the same series. At
 //! most [`IN_FLIGHT`] batches exist at once, so a slow consumer holds back the readers rather
@@ -28,9 +28,11 @@ use crate::head::{Head, MemSeries, dedup_last};
 use crate::index::ChunkRef;
 
 /// Selections with fewer candidate series than this are read on the calling thread.
-const PARALLEL_MIN_SERIES: usize = 256;
-/// Series per batch handed to a reader.
+const PARALLEL_MIN_SERIES: usize = 64;
+/// Series per batch handed to a reader, at most; smaller selections get batches of at least
+/// [`MIN_BATCH`], about four per reader, so that the readers finish together.
 const BATCH: usize = 64;
+const MIN_BATCH: usize = 8;
 /// Batches planned but not yet consumed, at most.
 const IN_FLIGHT: usize = 16;
 /// Readers at most, whatever the machine has.
@@ -185,7 +187,8 @@ pub(super) fn run<R: Send>(
     f: &mut dyn FnMut(Labels, usize, R) -> bool,
 ) -> Result<()> {
     let mut out = Delivery { f, limits, series: 0, samples: 0 };
-    let n = readers(merge.remaining());
+    let candidates = merge.remaining();
+    let n = readers(candidates);
     if n == 0 {
         while let Some(p) = merge.next()? {
             let (labels, n, mapped) = read_mapped(p, mint, maxt, map)?;
@@ -204,6 +207,7 @@ pub(super) fn run<R: Send>(
     for _ in 0..IN_FLIGHT {
         let _ = ticket_tx.send(());
     }
+    let batch_len = (candidates / (4 * n)).clamp(MIN_BATCH, BATCH);
     std::thread::scope(|scope| {
         // the planner
         scope.spawn(move || {
@@ -211,12 +215,12 @@ pub(super) fn run<R: Send>(
                 if ticket_rx.recv().is_err() {
                     return; // the consumer stopped
                 }
-                let mut batch = Vec::with_capacity(BATCH);
+                let mut batch = Vec::with_capacity(batch_len);
                 let end = loop {
                     match merge.next() {
                         Ok(Some(p)) => {
                             batch.push(p);
-                            if batch.len() == BATCH {
+                            if batch.len() == batch_len {
                                 break None;
                             }
                         }
