@@ -3,8 +3,9 @@
 //! Loads a workload made by the shared generator (`gen.py --formats prom`: a `prom.bin` of
 //! remote_write bodies and a `manifest.json`) into the engine in-process, the way the server
 //! would: N worker threads, each shard's bodies in file order on one worker, each body decoded
-//! from snappy + protobuf and appended as one batch. Then it cuts the head into blocks and
-//! compacts, and reports:
+//! from snappy + protobuf and appended as one batch, through the server's zero-copy path
+//! (`decode_raw`, `Db::append_raw`). Then it cuts the head into blocks and compacts, and
+//! reports:
 //!
 //! - samples/s and process CPU µs per sample during the load (decode + append);
 //! - resident memory (VmRSS, VmHWM) after the load, per active series;
@@ -22,7 +23,7 @@ use std::sync::mpsc::sync_channel;
 use std::time::Instant;
 
 use ocelli_model::Matcher;
-use ocelli_tsdb::{Db, Options, SeriesSamples};
+use ocelli_tsdb::{Db, Options};
 
 /// The same allocator as the `ocelli` binary, so memory figures match the server's.
 #[global_allocator]
@@ -110,15 +111,16 @@ fn main() {
         senders.push(tx);
         let db = db.clone();
         workers.push(std::thread::spawn(move || {
-            let mut n = 0u64;
+            // the server's path: snappy into a reused buffer, the zero-copy protobuf walk,
+            // and `append_raw`, which builds labels only for series new to the head
+            let (mut n, mut proto) = (0u64, Vec::new());
             for body in rx {
-                let series = ocelli_wire::remote_write::decode(&body, &limits).expect("decode");
-                let batch: Vec<SeriesSamples> = series
-                    .into_iter()
-                    .map(|s| SeriesSamples { labels: s.labels, samples: s.samples })
-                    .collect();
+                use ocelli_wire::remote_write as rw;
+                rw::decompress_into(&body, &limits, &mut proto).expect("snappy");
+                let req = rw::decode_raw(&proto).expect("decode");
+                let batch: Vec<_> = req.series().collect();
                 n += batch.iter().map(|s| s.samples.len() as u64).sum::<u64>();
-                db.append(&batch).expect("append");
+                db.append_raw(&batch).expect("append");
             }
             n
         }));

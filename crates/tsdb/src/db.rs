@@ -32,7 +32,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::filenames::{
     BLOCKS_DIR, DELETING_SUFFIX, LOCK_FILE, QUARANTINE_DIR, QUARANTINE_REASON, TMP_SUFFIX, WAL_DIR,
 };
-use crate::head::{Head, MemSeries, dedup_last};
+use crate::head::{AppendTally, Head, MemSeries, dedup_last};
 use crate::index::ChunkRef;
 use crate::record;
 use crate::wal::{self, FsyncPolicy, ReplayReport, Wal};
@@ -283,6 +283,7 @@ impl Db {
                     refs.insert(r, head.get_or_create(&labels));
                 }
                 // group consecutive samples of one series
+                let mut tally = AppendTally::default();
                 let mut i = 0;
                 while i < rec.samples.len() {
                     let r = rec.samples[i].0;
@@ -293,10 +294,15 @@ impl Db {
                     let Some(s) = refs.get(&r) else {
                         return Err(format!("sample for undefined series ref {r}"));
                     };
-                    head.append(s, rec.samples[i..j].iter().map(|&(_, t, v)| Sample::new(t, v)));
+                    head.append_tallied(
+                        s,
+                        rec.samples[i..j].iter().map(|&(_, t, v)| Sample::new(t, v)),
+                        &mut tally,
+                    );
                     replayed += (j - i) as u64;
                     i = j;
                 }
+                head.add(tally);
                 Ok(())
             })?;
         drop(refs);
@@ -761,9 +767,11 @@ impl Inner {
     fn append_raw(&self, batch: &[RawSeries<'_>]) -> Result<()> {
         // as `append`, but only a series the head does not have yet gets a `Labels` built
         let looked_in = self.open_head()?;
+        let raws: Vec<_> = batch.iter().map(|s| s.labels).collect();
+        let found = looked_in.find_raw_all(&raws);
         let mut items = Vec::with_capacity(batch.len());
-        for (index, s) in batch.iter().enumerate() {
-            let r = match looked_in.find_raw(s.labels) {
+        for (index, (s, found)) in batch.iter().zip(found).enumerate() {
+            let r = match found {
                 Some(f) => Resolved::Found(f),
                 None => Resolved::New(Cow::Owned(
                     Labels::from_raw(s.labels)
@@ -832,9 +840,11 @@ impl Inner {
             for s in &series {
                 s.wal_defined.store(true, Ordering::Relaxed);
             }
+            let mut tally = AppendTally::default();
             for ((_, b), s) in items.iter().zip(&series) {
-                head.append(s, b.iter().copied());
+                head.append_tallied(s, b.iter().copied(), &mut tally);
             }
+            head.add(tally);
             // still under the lock: the observer sees batches in WAL order
             if let Some(o) = self.observer.read().as_ref() {
                 let told: Vec<(Labels, &[Sample])> = items
