@@ -265,6 +265,33 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// One series handed over by storage to a streaming selection (the `n`-th): the deadline
+    /// is checked every 1024 series and its `samples` counted against the query's limit before
+    /// `f` runs. Returns whether storage should go on; an error is kept in `failed`.
+    fn take_series(
+        &self,
+        n: &mut usize,
+        failed: &mut Option<Error>,
+        samples: usize,
+        f: impl FnOnce() -> Result<()>,
+    ) -> bool {
+        let r = (|| {
+            if n.is_multiple_of(1024) {
+                self.check_deadline("query evaluation")?;
+            }
+            *n += 1;
+            self.account(samples)?;
+            f()
+        })();
+        match r {
+            Ok(()) => true,
+            Err(e) => {
+                *failed = Some(e);
+                false
+            }
+        }
+    }
+
     /// [`Ctx::for_each_selected`] with `map` applied to each series' samples, on storage's
     /// reading threads where it has them ([`Storage::select_map_each`]).
     fn for_each_selected_mapped(
@@ -288,21 +315,7 @@ impl<'a> Ctx<'a> {
         let mut n = 0usize;
         self.storage
             .select_map_each(&branches[0], mint, maxt, map, &mut |labels, samples, mapped| {
-                let r = (|| {
-                    if n.is_multiple_of(1024) {
-                        self.check_deadline("query evaluation")?;
-                    }
-                    n += 1;
-                    self.account(samples)?;
-                    f(labels, mapped)
-                })();
-                match r {
-                    Ok(()) => true,
-                    Err(e) => {
-                        failed = Some(e);
-                        false
-                    }
-                }
+                self.take_series(&mut n, &mut failed, samples, || f(labels, mapped))
             })
             .map_err(Error::Storage)?;
         failed.map_or(Ok(()), Err)
@@ -327,21 +340,9 @@ impl<'a> Ctx<'a> {
         let mut n = 0usize;
         self.storage
             .select_each(&branches[0], mint, maxt, &mut |labels, samples| {
-                let r = (|| {
-                    if n.is_multiple_of(1024) {
-                        self.check_deadline("query evaluation")?;
-                    }
-                    n += 1;
-                    self.account(samples.len())?;
+                self.take_series(&mut n, &mut failed, samples.len(), || {
                     f(MSeries { labels, samples })
-                })();
-                match r {
-                    Ok(()) => true,
-                    Err(e) => {
-                        failed = Some(e);
-                        false
-                    }
-                }
+                })
             })
             .map_err(Error::Storage)?;
         failed.map_or(Ok(()), Err)
