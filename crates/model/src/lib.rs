@@ -1,10 +1,10 @@
 //! Ocelli's data model, shared by every other crate: label sets and series identity
 //! ([`Labels`], [`SeriesId`]), samples and the Prometheus stale marker ([`Sample`],
 //! [`STALE_NAN`], [`format_value`]), label matchers with Prometheus semantics ([`Matcher`]), and the rules for
-//! valid metric and label names; [`time`] holds calendar arithmetic, [`rollup`] the per-window aggregates of downsampled data, [`identity`] the rules of an
+//! valid metric and label names; [`time`] holds the clock, Prometheus durations, API times and calendar arithmetic, [`rollup`] the per-window aggregates of downsampled data, [`identity`] the rules of an
 //! agent's multi-cloud identity.
 //!
-//! This crate does no I/O and knows no wire format or storage layout; it is the bottom of the
+//! This crate does no I/O (reading the clock in [`time::now_ms`] aside) and knows no wire format or storage layout; it is the bottom of the
 //! dependency graph.
 
 mod error;

@@ -18,9 +18,34 @@ pub enum Error {
     /// The query ran past its deadline (`timeout`).
     #[error("query timed out in {0}")]
     Timeout(&'static str),
-    /// The storage failed (`internal`).
+    /// The storage could not answer a selection; its kind decides the error type.
     #[error("storage: {0}")]
-    Storage(String),
+    Storage(StorageError),
+}
+
+/// Why storage could not answer a selection ([`crate::Storage`]), typed so that the HTTP API
+/// answers a storage limit as it answers the engine's own (422), not as an internal error.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StorageError {
+    /// A limit on what one query may read (series, samples) was reached (`execution`).
+    #[error("{0}")]
+    Limit(String),
+    /// The selection is invalid for the storage, e.g. its time range (`bad_data`).
+    #[error("{0}")]
+    BadData(String),
+    /// The storage is closed or cannot be read now (`unavailable`).
+    #[error("{0}")]
+    Unavailable(String),
+    /// Anything else (`internal`).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<String> for StorageError {
+    /// An untyped failure is internal.
+    fn from(s: String) -> StorageError {
+        StorageError::Internal(s)
+    }
 }
 
 impl Error {
@@ -30,7 +55,10 @@ impl Error {
             Error::Parse(_) | Error::BadData(_) => "bad_data",
             Error::Execution(_) | Error::TooManySamples => "execution",
             Error::Timeout(_) => "timeout",
-            Error::Storage(_) => "internal",
+            Error::Storage(StorageError::Limit(_)) => "execution",
+            Error::Storage(StorageError::BadData(_)) => "bad_data",
+            Error::Storage(StorageError::Unavailable(_)) => "unavailable",
+            Error::Storage(StorageError::Internal(_)) => "internal",
         }
     }
 }

@@ -24,7 +24,7 @@ mod value;
 
 use std::time::Duration;
 
-pub use error::{Error, Result};
+pub use error::{Error, Result, StorageError};
 pub use rollup::Resolution;
 pub use value::{QueryValue, format_value};
 
@@ -40,7 +40,7 @@ pub trait Storage: Sync {
         matchers: &[Matcher],
         mint: i64,
         maxt: i64,
-    ) -> std::result::Result<Vec<(Labels, Vec<Sample>)>, String>;
+    ) -> std::result::Result<Vec<(Labels, Vec<Sample>)>, StorageError>;
 
     /// [`Storage::select`] streamed, in label order: `f` gets each series as soon as it is read
     /// and returns `false` to stop. Range functions use it so that a query over many series
@@ -51,7 +51,7 @@ pub trait Storage: Sync {
         mint: i64,
         maxt: i64,
         f: &mut dyn FnMut(Labels, Vec<Sample>) -> bool,
-    ) -> std::result::Result<(), String> {
+    ) -> std::result::Result<(), StorageError> {
         for (labels, samples) in self.select(matchers, mint, maxt)? {
             if !f(labels, samples) {
                 break;
@@ -72,7 +72,7 @@ pub trait Storage: Sync {
         maxt: i64,
         map: &(dyn Fn(Vec<Sample>) -> StepValues + Sync),
         f: &mut dyn FnMut(Labels, usize, StepValues) -> bool,
-    ) -> std::result::Result<(), String> {
+    ) -> std::result::Result<(), StorageError> {
         self.select_each(matchers, mint, maxt, &mut |labels, samples| {
             let n = samples.len();
             f(labels, n, map(samples))
@@ -95,7 +95,7 @@ pub trait Storage: Sync {
         maxt: i64,
         res: i64,
         f: &mut dyn FnMut(Labels, Vec<Window>) -> bool,
-    ) -> std::result::Result<(), String> {
+    ) -> std::result::Result<(), StorageError> {
         let (lo, hi) = (window_end(mint, res) - res + 1, window_end(maxt, res));
         self.select_each(matchers, lo, hi, &mut |labels, samples| {
             let w = from_samples(&samples, res);

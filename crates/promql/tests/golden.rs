@@ -31,7 +31,7 @@ impl Storage for Mem {
         matchers: &[Matcher],
         mint: i64,
         maxt: i64,
-    ) -> Result<Vec<(Labels, Vec<Sample>)>, String> {
+    ) -> Result<Vec<(Labels, Vec<Sample>)>, ocelli_promql::StorageError> {
         Ok(common::select(&self.0, matchers, mint, maxt))
     }
 }

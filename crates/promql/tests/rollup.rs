@@ -26,7 +26,7 @@ impl Storage for Mem {
         matchers: &[Matcher],
         mint: i64,
         maxt: i64,
-    ) -> Result<Vec<(Labels, Vec<Sample>)>, String> {
+    ) -> Result<Vec<(Labels, Vec<Sample>)>, ocelli_promql::StorageError> {
         Ok(common::select(&self.0, matchers, mint, maxt))
     }
 
@@ -44,7 +44,7 @@ impl Storage for Counting<'_> {
         matchers: &[Matcher],
         mint: i64,
         maxt: i64,
-    ) -> Result<Vec<(Labels, Vec<Sample>)>, String> {
+    ) -> Result<Vec<(Labels, Vec<Sample>)>, ocelli_promql::StorageError> {
         self.0.select(matchers, mint, maxt)
     }
 
@@ -59,7 +59,7 @@ impl Storage for Counting<'_> {
         maxt: i64,
         res: i64,
         f: &mut dyn FnMut(Labels, Vec<Window>) -> bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), ocelli_promql::StorageError> {
         self.0.select_windows_each(matchers, mint, maxt, res, &mut |l, w| {
             self.1.fetch_add(w.len(), Ordering::Relaxed);
             f(l, w)

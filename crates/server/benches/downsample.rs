@@ -44,7 +44,7 @@ impl Storage for Counted<'_> {
         matchers: &[Matcher],
         mint: i64,
         maxt: i64,
-    ) -> Result<Vec<(Labels, Vec<Sample>)>, String> {
+    ) -> Result<Vec<(Labels, Vec<Sample>)>, ocelli_promql::StorageError> {
         let mut out = Vec::new();
         self.select_each(matchers, mint, maxt, &mut |l, s| {
             out.push((l, s));
@@ -59,14 +59,14 @@ impl Storage for Counted<'_> {
         mint: i64,
         maxt: i64,
         f: &mut dyn FnMut(Labels, Vec<Sample>) -> bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), ocelli_promql::StorageError> {
         let lim = Limits { max_series: usize::MAX, max_samples: usize::MAX };
         self.db
             .select_each(matchers, mint, maxt, lim, &mut |l, s| {
                 self.read.fetch_add(s.len(), Ordering::Relaxed);
                 f(l, s)
             })
-            .map_err(|e| e.to_string())
+            .map_err(ocelli_storage::storage_error)
     }
 
     fn rollup_resolutions(&self, mint: i64, maxt: i64) -> Vec<i64> {
@@ -80,14 +80,14 @@ impl Storage for Counted<'_> {
         maxt: i64,
         res: i64,
         f: &mut dyn FnMut(Labels, Vec<Window>) -> bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), ocelli_promql::StorageError> {
         let lim = Limits { max_series: usize::MAX, max_samples: usize::MAX };
         self.db
             .select_windows_each(matchers, mint, maxt, res, lim, &mut |l, w| {
                 self.read.fetch_add(w.len(), Ordering::Relaxed);
                 f(l, w)
             })
-            .map_err(|e| e.to_string())
+            .map_err(ocelli_storage::storage_error)
     }
 }
 

@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -199,24 +198,7 @@ impl Default for QueryConfig {
     }
 }
 
-/// Parses durations like `15d`, `36h`, `5m`, `30s`, `250ms`.
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit())?;
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().ok()?;
-    let ms = match unit {
-        "ms" => n,
-        "s" => n.checked_mul(1000)?,
-        "m" => n.checked_mul(60_000)?,
-        "h" => n.checked_mul(3_600_000)?,
-        "d" => n.checked_mul(86_400_000)?,
-        "w" => n.checked_mul(604_800_000)?,
-        "y" => n.checked_mul(31_536_000_000)?,
-        _ => return None,
-    };
-    Some(Duration::from_millis(ms))
-}
+pub use ocelli_model::time::parse_duration;
 
 impl Config {
     /// Reads a config file; errors name the file and, for syntax errors, the line.
@@ -237,8 +219,7 @@ impl Config {
         })?;
         c.storage_options().map_err(|detail| Error::Config { path: origin.into(), detail })?;
         c.query_options().map_err(|detail| Error::Config { path: origin.into(), detail })?;
-        crate::scrape::jobs_of(&c)
-            .map_err(|detail| Error::Config { path: origin.into(), detail })?;
+        c.compile_scrape_jobs().map_err(|detail| Error::Config { path: origin.into(), detail })?;
         c.registry.settings().map_err(|detail| Error::Config { path: origin.into(), detail })?;
         c.rules.settings().map_err(|detail| Error::Config { path: origin.into(), detail })?;
         c.notifier.delivery().map_err(|detail| Error::Config { path: origin.into(), detail })?;
@@ -311,6 +292,68 @@ impl Config {
 }
 
 impl Config {
+    /// The folder relative paths in the config are read from: the config file's, or the
+    /// working directory for a config that came from no file.
+    pub fn base_dir(&self) -> PathBuf {
+        self.source
+            .as_deref()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."))
+    }
+
+    fn compile_scrape_jobs(&self) -> std::result::Result<Vec<crate::scrape::Job>, String> {
+        crate::scrape::jobs_of(
+            &self.scrape,
+            &self.scrape_configs,
+            &self.base_dir(),
+            self.ingest.max_decompressed_bytes,
+        )
+    }
+
+    /// The scrape manager's jobs; an error names the config file.
+    pub fn scrape_jobs(&self) -> Result<Vec<crate::scrape::Job>> {
+        self.compile_scrape_jobs().map_err(|detail| Error::Config {
+            path: self.source.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+            detail,
+        })
+    }
+
+    /// How the scrape manager reads its jobs again: this config's file, loaded anew.
+    pub fn scrape_reload(&self) -> ocelli_http::Reload<Vec<crate::scrape::Job>> {
+        let path = self.source.clone()?;
+        Some(std::sync::Arc::new(move || Config::load(&path)?.scrape_jobs()))
+    }
+
+    /// What `[notifier]` says, resolved against the config file's folder and the listen
+    /// address.
+    pub fn notifier_config(&self) -> crate::alerting::notify::NotifierConfig {
+        let dir = self.source.as_ref().map(|_| self.base_dir());
+        self.notifier.resolved(dir.as_deref(), self.listen)
+    }
+
+    /// Alerting's sections, and how its parts read them again from this config's file.
+    pub fn alerting(&self) -> crate::alerting::Config {
+        let notifier_reload: ocelli_http::Reload<_> = self.source.clone().map(|path| {
+            std::sync::Arc::new(move || Ok(Config::load(&path)?.notifier_config())) as _
+        });
+        let rules_reload: ocelli_http::Reload<_> = self.source.clone().map(|path| {
+            std::sync::Arc::new(move || {
+                let c = Config::load(&path)?;
+                Ok((c.rules.clone(), c.base_dir()))
+            }) as _
+        });
+        crate::alerting::Config {
+            data_dir: self.data_dir.clone(),
+            history: self.history.clone(),
+            notifier: self.notifier_config(),
+            notifier_reload,
+            rules: self.rules.clone(),
+            rules_base: self.base_dir(),
+            rules_reload,
+        }
+    }
+
     /// The PromQL engine options this config asks for.
     pub fn query_options(&self) -> std::result::Result<ocelli_promql::Options, String> {
         let q = &self.query;
@@ -333,6 +376,8 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
@@ -357,6 +402,63 @@ mod tests {
         assert_eq!(c.rules, d.rules);
         assert_eq!(c.history, d.history);
         assert_eq!(c.notifier, d.notifier);
+        assert_eq!(c.scrape, d.scrape);
+        assert!(c.scrape_configs.is_empty());
+        assert!(c.aggregation.is_empty() && c.remote_write.is_empty());
+        assert_eq!(c.cluster, d.cluster);
+        assert_eq!(c.local_agent, d.local_agent);
+        assert_eq!(c.storage.downsampling, d.storage.downsampling);
+        assert_eq!(c.storage.rollup_5m_after, d.storage.rollup_5m_after);
+        assert_eq!(c.storage.rollup_5m_retention, d.storage.rollup_5m_retention);
+        assert_eq!(c.storage.rollup_1h_after, d.storage.rollup_1h_after);
+        assert_eq!(c.storage.rollup_1h_retention, d.storage.rollup_1h_retention);
+    }
+
+    #[test]
+    fn one_duration_grammar_for_every_section() {
+        // Prometheus' compound durations are taken wherever a duration is
+        let c = Config::parse(
+            "[storage]\nretention = \"1w3d\"\n[[scrape_configs]]\njob_name = \"n\"\nscrape_interval = \"1m30s\"\n",
+            "x.toml",
+        )
+        .unwrap();
+        assert_eq!(c.storage_options().unwrap().retention_ms, 10 * 86_400_000);
+        assert_eq!(c.scrape_jobs().unwrap()[0].interval, Duration::from_secs(90));
+        let e = Config::parse("[storage]\nretention = \"1.5d\"\n", "x.toml").unwrap_err();
+        assert!(e.to_string().contains("invalid duration \"1.5d\""), "{e}");
+    }
+
+    #[test]
+    fn aggregation_errors_name_the_file() {
+        let text = "[[aggregation]]\nmatch = 'm'\ninterval = \"1m\"\noutputs = [\"median\"]\n";
+        let e = Config::parse(text, "x.toml").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "config x.toml: aggregation[0].outputs: \"median\" is not one of min, max, avg, last, sum, count"
+        );
+    }
+
+    #[test]
+    fn server_config_file_rejects_a_bad_job_with_its_name_and_field() {
+        let e = Config::parse(
+            "[[scrape_configs]]\njob_name = \"n\"\n[[scrape_configs.relabel_configs]]\nregexp = \"a\"\n",
+            "x.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("config x.toml: TOML parse error at line 1"), "{e}");
+        assert!(e.contains("scrape_configs[0] (job \"n\"): unknown field `regexp`"), "{e}");
+        assert!(e.contains("in `relabel_configs`"), "{e}");
+        let e = Config::parse(
+            "[[scrape_configs]]\njob_name = \"n\"\nscrape_interval = \"5x\"\n",
+            "x.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            e,
+            "config x.toml: scrape_configs[0] (job \"n\"): scrape_interval: invalid duration \"5x\" (use e.g. 15s, 1m, 500ms)"
+        );
     }
 
     #[test]

@@ -16,17 +16,21 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use ocelli_tsdb::{Db, SeriesSamples};
+use ocelli_tsdb::Db;
 use ocelli_wire::remote_write::DecodedSeries;
 use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::{Config, Error, Result};
+pub(crate) use ocelli_http::{blocking, read_body, request_body};
+pub use ocelli_ingest::append::set_after_write;
+use ocelli_ingest::append::store_remote_write;
+pub(crate) use ocelli_model::time::now_ms;
 
 mod push;
 mod pushgateway;
@@ -40,8 +44,6 @@ pub(crate) struct AppState {
     pub requests: Arc<crate::metrics::RequestMetrics>,
     pub scrape: crate::scrape::Scraper,
     pub registry: crate::registry::Registry,
-    pub history: crate::alerting::history::History,
-    pub alarms: crate::alerting::alarms::Alarms,
     pub rules: crate::alerting::rules::RuleManager,
     pub notifier: crate::alerting::notify::Notifier,
     pub aggregator: Arc<crate::aggregate::Aggregator>,
@@ -51,26 +53,6 @@ pub(crate) struct AppState {
     pub cluster: Arc<crate::cluster::Cluster>,
     /// The collector role's counters and shard view.
     pub collector: Option<Arc<crate::cluster::collector::CollectorStats>>,
-}
-
-impl axum::extract::FromRef<AppState> for crate::scrape::Scraper {
-    fn from_ref(st: &AppState) -> Self {
-        st.scrape.clone()
-    }
-}
-
-/// Reads a request body, refusing (413) one larger than `max` bytes without reading on.
-pub(crate) async fn read_body(body: Body, max: usize) -> Result<Bytes> {
-    axum::body::to_bytes(body, max).await.map_err(|e| {
-        // to_bytes fails for an oversized body or a broken connection; say which
-        let too_large = std::error::Error::source(&e)
-            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-        if too_large {
-            Error::TooLarge(format!("request body is over the limit of {max} bytes"))
-        } else {
-            Error::BadData(format!("cannot read the request body: {e}"))
-        }
-    })
 }
 
 /// A running server: its bound address and a handle to stop it.
@@ -125,15 +107,24 @@ impl Server {
         }
         let db = Arc::new(db);
         let metadata: Arc<crate::query::MetadataStore> = Arc::default();
-        let scrape = crate::scrape::Scraper::new(db.clone(), metadata.clone(), &config)?;
-        let registry = crate::registry::Registry::open(&config, scrape.clone()).await?;
+        let jobs = config.scrape_jobs()?;
+        let scrape =
+            crate::scrape::Scraper::new(db.clone(), metadata.clone(), jobs, config.scrape_reload());
+        let registry = crate::registry::Registry::open(
+            &config.registry,
+            &config.data_dir,
+            config.ingest.max_decompressed_bytes,
+            scrape.clone(),
+        )
+        .await?;
         let engine = crate::query::engine(
             config
                 .query_options()
                 .map_err(|detail| Error::Config { path: "query".into(), detail })?,
         );
-        let crate::alerting::Parts { history, rules, alarms, notifier } =
-            crate::alerting::start(&config, db.clone(), engine.clone(), hooks).await?;
+        let alerting =
+            crate::alerting::start(config.alerting(), db.clone(), engine.clone(), hooks).await?;
+        let (rules, notifier) = (alerting.rules.clone(), alerting.notifier.clone());
         let aggregator = Arc::new(crate::aggregate::Aggregator::new(
             crate::aggregate::compile(&config.aggregation)
                 .map_err(|detail| Error::Config { path: "aggregation".into(), detail })?,
@@ -166,8 +157,6 @@ impl Server {
             rules: rules.clone(),
             notifier: notifier.clone(),
             registry: registry.clone(),
-            history,
-            alarms,
             scrape: scrape.clone(),
             db: db.clone(),
             limits,
@@ -176,7 +165,7 @@ impl Server {
             requests: Arc::default(),
             forwarder: forwarder.clone(),
         };
-        let app = router(state);
+        let app = router(state, &alerting);
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| Error::Listen { addr: config.listen.to_string(), source })?;
@@ -330,7 +319,11 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-fn router(state: AppState) -> Router {
+/// The server's own routes and every domain's router, each over its own state, with request
+/// metrics on all of them.
+fn router(state: AppState, alerting: &crate::alerting::Parts) -> Router {
+    let requests = state.requests.clone();
+    let (scrape, registry) = (state.scrape.clone(), state.registry.clone());
     Router::new()
         .route("/-/healthy", get(|| async { "Ocelli is Healthy.\n" }))
         .route("/-/ready", get(|| async { "Ocelli is Ready.\n" }))
@@ -343,57 +336,26 @@ fn router(state: AppState) -> Router {
         .route("/api/v2/write", post(influx_write))
         .merge(crate::query::routes())
         .route("/metrics", get(crate::metrics::metrics))
-        .route("/api/v1/targets", get(crate::scrape::api::targets))
         .route("/-/reload", post(reload).put(reload))
         .route("/api/v1/import", post(push::import_json))
         .route("/opentelemetry/v1/metrics", post(push::otlp_metrics))
         .route("/v1/metrics", post(push::otlp_metrics))
         .route("/metrics/job/{*rest}", pushgateway::routes(false))
         .route("/metrics/job@base64/{*rest}", pushgateway::routes(true))
-        .merge(crate::registry::api::routes())
-        .merge(crate::alerting::alarms::api::routes())
-        .merge(crate::alerting::rules::api::routes())
-        .merge(crate::alerting::notify::api::routes())
         .merge(crate::views::api::routes())
+        .with_state(state)
+        .merge(crate::scrape::router(scrape))
+        .merge(crate::registry::api::router(registry))
+        .merge(crate::alerting::router(alerting))
         // each handler reads its body through `read_body`, which enforces the limit with a
         // precise message
         .layer(DefaultBodyLimit::disable())
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::metrics::track))
-        .with_state(state)
-}
-
-pub(crate) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| Error::Internal(e.to_string()))?
-}
-
-/// Run on the blocking thread that has just appended a write request (any ingest format, and
-/// the collector's AMQP deliveries); the binary sets it to hand the memory that thread freed
-/// back to the system, since the allocator is the binary's choice.
-static AFTER_WRITE: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
-
-/// Sets the hook run after each write request (once; later calls are ignored). It runs on
-/// every request, so it must be cheap or limit itself.
-pub fn set_after_write(f: fn()) {
-    let _ = AFTER_WRITE.set(f);
-}
-
-fn after_write() {
-    if let Some(f) = AFTER_WRITE.get() {
-        f();
-    }
+        .route_layer(axum::middleware::from_fn_with_state(requests, crate::metrics::track))
 }
 
 /// Appends decoded series as one all-or-nothing batch, through ingest aggregation.
 fn store(st: &AppState, series: Vec<DecodedSeries>) -> Result<()> {
-    let batch: Vec<SeriesSamples> = series
-        .into_iter()
-        .map(|s| SeriesSamples { labels: s.labels, samples: s.samples })
-        .collect();
-    let res = st.aggregator.append(&st.db, batch, now_ms());
-    after_write();
-    res
+    ocelli_ingest::append::store_decoded(&st.db, &st.aggregator, series)
 }
 
 async fn tsdb_status(State(st): State<AppState>) -> Result<impl IntoResponse> {
@@ -429,46 +391,6 @@ async fn remote_write(State(st): State<AppState>, body: Body) -> Result<impl Int
     let body = read_body(body, st.limits.max_body_bytes).await?;
     blocking(move || store_remote_write(&st.db, &st.aggregator, &st.limits, &body)).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// Decodes a remote_write body (snappy, protobuf) and appends it whole, through ingest
-/// aggregation; a malformed body is a `BadData` error naming what is wrong, and stores nothing.
-/// Shared by `POST /api/v1/write` and the collector role's AMQP consumers. Blocking. Returns
-/// the number of samples in the body.
-pub(crate) fn store_remote_write(
-    db: &Db,
-    aggregator: &crate::aggregate::Aggregator,
-    limits: &ocelli_wire::remote_write::Limits,
-    body: &[u8],
-) -> Result<usize> {
-    use ocelli_wire::remote_write as rw;
-    // One decompression buffer per blocking thread: a fresh one per request would have
-    // the kernel zero new pages every time (measured: 4% of ingest CPU). Buffers grown
-    // past `KEEP` by a rare large request are not kept.
-    const KEEP: usize = 8 << 20;
-    thread_local! {
-        static PROTO: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
-    PROTO.with_borrow_mut(|proto| {
-        let bad = |e: ocelli_wire::Error| Error::BadData(e.to_string());
-        let res = rw::decompress_into(body, limits, proto).map_err(bad).and_then(|()| {
-            let req = rw::decode_raw(proto).map_err(bad)?;
-            let series: Vec<_> = req.series().collect();
-            let samples = series.iter().map(|s| s.samples.len()).sum();
-            aggregator.append_raw(db, &series, now_ms()).map(|()| samples).map_err(|e| match e {
-                // the same words as the decoder's, which names series the same way
-                ocelli_tsdb::Error::InvalidLabels { index, source } => {
-                    bad(ocelli_wire::Error::InvalidSeries { index, source })
-                }
-                e => e.into(),
-            })
-        });
-        if proto.capacity() > KEEP {
-            *proto = Vec::new();
-        }
-        after_write();
-        res
-    })
 }
 
 /// `POST /api/v1/read`: Prometheus remote_read, `SAMPLES` answers. The queries of one request
@@ -511,40 +433,6 @@ struct InfluxParams {
     precision: Option<String>,
     db: Option<String>,
     bucket: Option<String>,
-}
-
-/// The body as sent, or gunzipped when `Content-Encoding: gzip`, never more than `max` bytes.
-pub(crate) fn request_body(headers: &HeaderMap, body: Bytes, max: usize) -> Result<Bytes> {
-    use std::io::Read;
-    let encoding = headers
-        .get(header::CONTENT_ENCODING)
-        .map(|v| v.to_str().unwrap_or("(not text)").trim().to_ascii_lowercase());
-    match encoding.as_deref() {
-        None | Some("" | "identity") => Ok(body),
-        Some("gzip" | "x-gzip") => {
-            let mut out = Vec::new();
-            flate2::read::MultiGzDecoder::new(&body[..])
-                .take(max as u64 + 1)
-                .read_to_end(&mut out)
-                .map_err(|e| Error::BadData(format!("gzip body does not decompress: {e}")))?;
-            if out.len() > max {
-                return Err(Error::BadData(format!(
-                    "body decompresses to more than the limit of {max} bytes"
-                )));
-            }
-            Ok(Bytes::from(out))
-        }
-        Some(other) => Err(Error::BadData(format!(
-            "unsupported Content-Encoding {other:?}: send the body plain or gzip"
-        ))),
-    }
-}
-
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 async fn influx_write(

@@ -1,34 +1,37 @@
-//! Ocelli's server: configuration, the storage engine's lifecycle, and the HTTP endpoints.
+//! Ocelli's server: the process that wires the storage engine, the query engine and the
+//! domain crates together, and serves them over HTTP.
 //!
-//! For now it serves health and readiness, the storage engine's status, an admin flush, and
-//! ingest (remote_write, Influx line protocol, exposition text, JSON lines, OTLP/HTTP metrics
-//! and the Pushgateway API; `docs/api.md`), PromQL over the Prometheus query API ([`query`]) and
-//! the server's own metrics ([`metrics`]). The engine is synchronous, so every call into it
-//! runs on tokio's blocking pool.
-//! This crate owns the mapping from errors to HTTP statuses ([`error`]).
+//! It owns the configuration file ([`config`], composed of each domain's section), start-up,
+//! reload and shutdown ([`http`]: [`Server`]), the ingest endpoints (remote_write, Influx line
+//! protocol, exposition text, JSON lines, OTLP/HTTP metrics and the Pushgateway API;
+//! `docs/api.md`), the Prometheus query API ([`query`]), the server's own metrics ([`metrics`]),
+//! CB-Dragonfly-style REST views over the stored series and the OpenAPI document ([`views`]),
+//! and sending what is stored on to remote_write receivers ([`remote_write`]). The engine is
+//! synchronous, so every call into it runs on tokio's blocking pool.
 //!
-//! Server-pull scraping of Prometheus targets is [`scrape`].
-//! The agent registry (agents, their mode, health and on-demand calls) is [`registry`].
-//! CB-Dragonfly-style REST views over the stored series, and the OpenAPI document, are [`views`].
-//! Ingest aggregation (`[[aggregation]]` rules) is [`aggregate`].
-//! Sending everything stored on to remote_write receivers (`[[remote_write]]`) is
-//! [`remote_write`].
-//! The scale-out roles (collector on RabbitMQ shard queues, query node over stores) are
-//! [`cluster`].
+//! The domains are crates of their own, re-exported here under their old paths:
+//! [`alerting`] (rules, the notifier, alarms, history), [`scrape`] (server pull),
+//! [`registry`] (agents), [`cluster`] (the collector and query roles) and [`aggregate`]
+//! (ingest aggregation, in `ocelli-ingest`). Each serves its own routes through a
+//! `router(...)` over its own state; this crate merges them. Errors map to HTTP statuses in one
+//! place, `ocelli_http::error`, re-exported as [`Error`].
+//!
+//! Architecture invariant: dependencies point down from here; no domain crate depends on this
+//! one or names its `AppState`.
 
-pub mod aggregate;
-pub mod alerting;
-pub mod cluster;
 pub mod config;
-pub(crate) mod embedded;
-pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod query;
-pub mod registry;
 pub mod remote_write;
-pub mod scrape;
 pub mod views;
+
+pub use ocelli_alerting as alerting;
+pub use ocelli_cluster as cluster;
+pub use ocelli_http::error;
+pub use ocelli_ingest::aggregate;
+pub use ocelli_registry as registry;
+pub use ocelli_scrape as scrape;
 
 pub use config::Config;
 pub use error::{Error, Result};

@@ -21,7 +21,7 @@ use crate::Result;
 use ocelli_model::format_value;
 
 use crate::http::{AppState, blocking};
-use crate::query::escape_label;
+use ocelli_wire::exposition::escape_label_value as escape_label;
 
 /// Request counters by (handler, status code): count and total seconds.
 #[derive(Debug, Default)]
@@ -30,7 +30,11 @@ pub struct RequestMetrics {
 }
 
 /// Middleware: counts and times every request under the route it matched.
-pub(crate) async fn track(State(st): State<AppState>, req: Request, next: Next) -> Response {
+pub(crate) async fn track(
+    State(requests): State<std::sync::Arc<RequestMetrics>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let handler = req
         .extensions()
         .get::<MatchedPath>()
@@ -39,7 +43,7 @@ pub(crate) async fn track(State(st): State<AppState>, req: Request, next: Next) 
     let t0 = Instant::now();
     let resp = next.run(req).await;
     let secs = t0.elapsed().as_secs_f64();
-    let mut m = st.requests.by_handler.lock();
+    let mut m = requests.by_handler.lock();
     let e = m.entry((handler, resp.status().as_u16())).or_insert((0, 0.0));
     e.0 += 1;
     e.1 += secs;
@@ -174,7 +178,8 @@ pub(crate) async fn metrics(State(st): State<AppState>) -> Result<Response> {
         f.write_metrics(&mut out);
     }
     if let Some(c) = &st.collector {
-        crate::cluster::collector::write_metrics(c, &st.cluster, &st.registry, &mut out);
+        let agents = st.registry.counts().values().sum::<usize>();
+        crate::cluster::collector::write_metrics(c, &st.cluster, agents, &mut out);
     }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response())
 }

@@ -22,18 +22,19 @@ use ocelli_model::format_value;
 use ocelli_model::{Labels, Matcher, Sample};
 use ocelli_promql::{Engine, QueryValue, Resolution};
 use ocelli_tsdb::Db;
-use parking_lot::RwLock;
 
-use crate::http::{AppState, blocking, now_ms, read_body};
+use crate::http::AppState;
 use crate::{Error, Result};
+use ocelli_cluster::fanout::FanoutStorage;
+use ocelli_http::{blocking, read_body};
+use ocelli_model::time::parse_api_duration as parse_duration;
+use ocelli_model::time::{MAX_TIME_MS as MAX_TIME, MIN_TIME_MS as MIN_TIME, now_ms, parse_time};
+use ocelli_storage::DbStorage;
+pub use ocelli_storage::MetadataStore;
 
 /// The Prometheus API version this server implements, reported by `buildinfo` so that clients
 /// (Grafana) enable the matching features.
 pub const PROMETHEUS_API_VERSION: &str = "2.42.0";
-
-/// Earliest and latest times the API accepts when a range is left open, as Prometheus does.
-const MIN_TIME: i64 = -9_223_309_901_257_974;
-const MAX_TIME: i64 = 9_223_309_901_257_974;
 
 /// Called on the thread that ran a query that took long enough to have held much memory; the
 /// binary sets it to return that memory to the system (the allocator is the binary's choice).
@@ -52,93 +53,6 @@ fn after_query(started: std::time::Instant) {
         && let Some(f) = AFTER_LARGE_QUERY.get()
     {
         f();
-    }
-}
-
-/// The engine over our storage.
-pub(crate) struct DbStorage<'a> {
-    pub db: &'a Db,
-    pub max_samples: usize,
-}
-
-impl ocelli_promql::Storage for DbStorage<'_> {
-    fn select(
-        &self,
-        matchers: &[Matcher],
-        mint: i64,
-        maxt: i64,
-    ) -> std::result::Result<Vec<(Labels, Vec<Sample>)>, String> {
-        let limits = ocelli_tsdb::Limits { max_series: usize::MAX, max_samples: self.max_samples };
-        match self.db.select_with_limits(matchers, mint, maxt, limits) {
-            Ok(v) => Ok(v.into_iter().map(|s| (s.labels, s.samples)).collect()),
-            Err(e) => Err(e.to_string()),
-        }
-    }
-
-    fn select_each(
-        &self,
-        matchers: &[Matcher],
-        mint: i64,
-        maxt: i64,
-        f: &mut dyn FnMut(Labels, Vec<Sample>) -> bool,
-    ) -> std::result::Result<(), String> {
-        let limits = ocelli_tsdb::Limits { max_series: usize::MAX, max_samples: self.max_samples };
-        self.db.select_each(matchers, mint, maxt, limits, f).map_err(|e| e.to_string())
-    }
-
-    fn select_map_each(
-        &self,
-        matchers: &[Matcher],
-        mint: i64,
-        maxt: i64,
-        map: &(dyn Fn(Vec<Sample>) -> ocelli_promql::StepValues + Sync),
-        f: &mut dyn FnMut(Labels, usize, ocelli_promql::StepValues) -> bool,
-    ) -> std::result::Result<(), String> {
-        let limits = ocelli_tsdb::Limits { max_series: usize::MAX, max_samples: self.max_samples };
-        self.db.select_map_each(matchers, mint, maxt, limits, map, f).map_err(|e| e.to_string())
-    }
-
-    fn rollup_resolutions(&self, mint: i64, maxt: i64) -> Vec<i64> {
-        self.db.rollup_resolutions(mint, maxt)
-    }
-
-    fn select_windows_each(
-        &self,
-        matchers: &[Matcher],
-        mint: i64,
-        maxt: i64,
-        res: i64,
-        f: &mut dyn FnMut(Labels, Vec<ocelli_tsdb::Window>) -> bool,
-    ) -> std::result::Result<(), String> {
-        let limits = ocelli_tsdb::Limits { max_series: usize::MAX, max_samples: self.max_samples };
-        self.db.select_windows_each(matchers, mint, maxt, res, limits, f).map_err(|e| e.to_string())
-    }
-}
-
-/// The engine over other servers (the query role): every selection is read from all stores
-/// and merged ([`crate::cluster::fanout`]).
-pub(crate) struct FanoutStorage<'a> {
-    pub fanout: &'a crate::cluster::fanout::Fanout,
-    pub handle: tokio::runtime::Handle,
-    pub max_samples: usize,
-}
-
-impl ocelli_promql::Storage for FanoutStorage<'_> {
-    fn select(
-        &self,
-        matchers: &[Matcher],
-        mint: i64,
-        maxt: i64,
-    ) -> std::result::Result<Vec<(Labels, Vec<Sample>)>, String> {
-        let v = self.fanout.select(&self.handle, matchers, mint, maxt)?;
-        let n: usize = v.iter().map(|(_, s)| s.len()).sum();
-        if n > self.max_samples {
-            return Err(format!(
-                "query processing would load too many samples into memory: {n} from the stores, over the limit of {}",
-                self.max_samples
-            ));
-        }
-        Ok(v)
     }
 }
 
@@ -169,35 +83,6 @@ fn resolution(p: &Params) -> Result<Resolution> {
                 "invalid parameter \"resolution\": {v:?} must be auto, raw or a duration that divides a day (e.g. 5m, 1h)"
             ))),
         },
-    }
-}
-
-/// Metric metadata (`TYPE`, `HELP`, `UNIT`) seen in exposition text, by metric family. Kept in
-/// memory: it describes what is being ingested now, and is rebuilt as data arrives.
-#[derive(Debug, Default)]
-pub struct MetadataStore {
-    families: RwLock<BTreeMap<String, (String, String, String)>>,
-}
-
-impl MetadataStore {
-    pub fn record(&self, meta: &[ocelli_wire::exposition::Metadata]) {
-        if meta.is_empty() {
-            return;
-        }
-        let mut f = self.families.write();
-        for m in meta {
-            let kind = format!("{:?}", m.kind).to_lowercase();
-            let kind = match kind.as_str() {
-                "untyped" => "unknown".to_string(),
-                "stateset" => "stateset".to_string(),
-                "gaugehistogram" => "gaugehistogram".to_string(),
-                _ => kind,
-            };
-            f.insert(
-                m.family.clone(),
-                (kind, m.help.clone().unwrap_or_default(), m.unit.clone().unwrap_or_default()),
-            );
-        }
     }
 }
 
@@ -301,94 +186,6 @@ impl Params {
             }),
         }
     }
-}
-
-/// RFC 3339 (`2006-01-02T15:04:05.999Z`, with an offset or `Z`) or Unix seconds, to ms.
-pub fn parse_time(s: &str) -> Option<i64> {
-    if let Ok(f) = s.parse::<f64>() {
-        if !f.is_finite() {
-            return None;
-        }
-        let ms = (f * 1000.0).round();
-        return (ms >= MIN_TIME as f64 && ms <= MAX_TIME as f64).then_some(ms as i64);
-    }
-    let b = s.as_bytes();
-    if b.len() < 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || !(b[10] == b'T' || b[10] == b't')
-        || b[13] != b':'
-        || b[16] != b':'
-    {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let t = s.get(r)?;
-        if t.bytes().all(|c| c.is_ascii_digit()) { t.parse().ok() } else { None }
-    };
-    let (y, mo, d, h, mi, sec) =
-        (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
-        return None;
-    }
-    let mut rest = &s[19..];
-    let mut frac_ms = 0i64;
-    if let Some(r) = rest.strip_prefix('.') {
-        let digits: String = r.chars().take_while(|c| c.is_ascii_digit()).collect();
-        if digits.is_empty() {
-            return None;
-        }
-        let padded = format!("{:0<3}", &digits[..digits.len().min(3)]);
-        frac_ms = padded.parse().ok()?;
-        rest = &r[digits.len()..];
-    }
-    let offset_s = match rest {
-        "Z" | "z" => 0,
-        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) && &o[3..4] == ":" => {
-            let oh: i64 = o[1..3].parse().ok()?;
-            let om: i64 = o[4..6].parse().ok()?;
-            let v = oh * 3600 + om * 60;
-            if o.starts_with('-') { -v } else { v }
-        }
-        _ => return None,
-    };
-    let days = ocelli_model::time::days_from_civil(y, mo as u32, d as u32);
-    Some((days * 86_400 + h * 3600 + mi * 60 + sec - offset_s) * 1000 + frac_ms)
-}
-
-/// A Prometheus duration (`1h30m`, `500ms`, `2d`) or seconds with decimals, to ms.
-pub fn parse_duration(s: &str) -> Option<i64> {
-    if let Ok(f) = s.parse::<f64>() {
-        let ms = (f * 1000.0).round();
-        return (f.is_finite() && ms.abs() < 9.2e18).then_some(ms as i64);
-    }
-    if s.is_empty() {
-        return None;
-    }
-    let mut total: i64 = 0;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let n_len = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if n_len == 0 {
-            return None;
-        }
-        let n: i64 = rest[..n_len].parse().ok()?;
-        rest = &rest[n_len..];
-        let u_len = rest.bytes().take_while(|c| c.is_ascii_alphabetic()).count();
-        let unit = match &rest[..u_len] {
-            "ms" => 1,
-            "s" => 1000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            "w" => 604_800_000,
-            "y" => 31_536_000_000,
-            _ => return None,
-        };
-        total = total.checked_add(n.checked_mul(unit)?)?;
-        rest = &rest[u_len..];
-    }
-    Some(total)
 }
 
 fn json_str(out: &mut String, s: &str) {
@@ -738,7 +535,7 @@ async fn metadata(
         })?,
     };
     let metric = p.get("metric").unwrap_or("");
-    let f = st.metadata.families.read();
+    let f = st.metadata.families();
     let mut data = serde_json::Map::new();
     for (name, (kind, help, unit)) in f.iter() {
         if !metric.is_empty() && name != metric {
@@ -807,7 +604,13 @@ async fn federate(
             let rest: Vec<String> = l
                 .iter()
                 .filter(|x| x.name != ocelli_model::METRIC_NAME)
-                .map(|x| format!("{}=\"{}\"", x.name, escape_label(&x.value)))
+                .map(|x| {
+                    format!(
+                        "{}=\"{}\"",
+                        x.name,
+                        ocelli_wire::exposition::escape_label_value(&x.value)
+                    )
+                })
                 .collect();
             if !rest.is_empty() {
                 let _ = write!(text, "{{{}}}", rest.join(","));
@@ -819,11 +622,6 @@ async fn federate(
         .into_response())
 }
 
-/// A label value escaped for exposition text.
-pub(crate) fn escape_label(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
-}
-
 /// Shared with the HTTP layer: the engine is built once from the configuration.
 pub(crate) fn engine(opts: ocelli_promql::Options) -> Arc<Engine> {
     Arc::new(Engine::new(opts))
@@ -832,20 +630,6 @@ pub(crate) fn engine(opts: ocelli_promql::Options) -> Arc<Engine> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn times_and_durations() {
-        assert_eq!(parse_time("1700000000"), Some(1_700_000_000_000));
-        assert_eq!(parse_time("1700000000.123"), Some(1_700_000_000_123));
-        assert_eq!(parse_time("2023-11-14T22:13:20Z"), Some(1_700_000_000_000));
-        assert_eq!(parse_time("2023-11-14T22:13:20.5Z"), Some(1_700_000_000_500));
-        assert_eq!(parse_time("2023-11-15T00:13:20+02:00"), Some(1_700_000_000_000));
-        assert_eq!(parse_time("yesterday"), None);
-        assert_eq!(parse_duration("15"), Some(15_000));
-        assert_eq!(parse_duration("1h30m"), Some(5_400_000));
-        assert_eq!(parse_duration("500ms"), Some(500));
-        assert_eq!(parse_duration("5x"), None);
-    }
 
     #[test]
     fn points_are_written_as_prometheus_does() {

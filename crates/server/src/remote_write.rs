@@ -35,7 +35,7 @@ use parking_lot::Mutex;
 use serde::Deserialize;
 use tokio::sync::{Notify, watch};
 
-use crate::alerting::notify::client::{Url, post};
+use ocelli_http::client::{Url, post};
 
 /// The folder under the data directory holding one spool per receiver.
 pub const REMOTE_WRITE_DIR: &str = "remote_write";
@@ -125,7 +125,7 @@ fn compile(entries: &[RemoteWriteConfig]) -> Result<Vec<Receiver>, String> {
             return Err(at("name", format!("{name:?} is used by an earlier entry")));
         }
         let dur = |field: &str, s: &str| {
-            crate::config::parse_duration(s)
+            ocelli_model::time::parse_duration(s)
                 .filter(|d| !d.is_zero())
                 .ok_or_else(|| at(field, format!("{s:?} is not a positive duration like 1s")))
         };
@@ -307,7 +307,8 @@ impl Queue {
                     st.sent_samples.fetch_add(samples, Ordering::Relaxed);
                     st.sent_bytes.fetch_add(len, Ordering::Relaxed);
                     st.sent_requests.fetch_add(1, Ordering::Relaxed);
-                    st.last_success_ms.store(crate::http::now_ms() as u64, Ordering::Relaxed);
+                    st.last_success_ms
+                        .store(ocelli_model::time::now_ms() as u64, Ordering::Relaxed);
                 }
                 Err(f) if f.retry => return Err(f.message),
                 Err(f) => {

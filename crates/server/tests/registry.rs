@@ -206,7 +206,7 @@ async fn register_heartbeat_list_get_patch_delete() {
         assert_eq!(got["health"], "healthy");
         let (seen, registered) = (got["last_seen"].as_str().unwrap(), got["registered_at"].as_str().unwrap());
         // compared as times: RFC 3339 strings with fractions of different lengths do not sort
-        let at = |s: &str| ocelli_server::query::parse_time(s).unwrap();
+        let at = |s: &str| ocelli_model::time::parse_time(s).unwrap();
         assert!(seen.ends_with('Z') && at(seen) >= at(registered), "{got}");
         assert_eq!(got.as_object().unwrap().len(), 14, "{got}");
 

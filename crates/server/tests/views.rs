@@ -128,9 +128,7 @@ fn ok(addr: SocketAddr, path: &str) -> Value {
 }
 
 fn rfc3339(t: i64) -> String {
-    ocelli_server::scrape::api::rfc3339(
-        std::time::UNIX_EPOCH + std::time::Duration::from_secs(t as u64),
-    )
+    ocelli_model::time::rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_secs(t as u64))
 }
 
 /// Checks column `col` of `v` at the points `end - (n-1)*step ..= end` against `want`.

@@ -1,7 +1,13 @@
 //! Crash test with a real process: a child process appends batches and prints each batch number
 //! once `append` has returned; the parent SIGKILLs it at random moments (20 times, with head
-//! cuts and compactions running in the child), and after each kill reopens the data directory
-//! and finds every acknowledged sample.
+//! cuts, compactions and downsampling running in the child), and after each kill reopens the
+//! data directory, finds no damaged block and every sample acknowledged so far, by this run
+//! or an earlier one. At the end it checks that the children did compact and downsample.
+//!
+//! The samples lie within a few days (a handful of blocks and rollup spans), so every run
+//! recovers, compacts and downsamples about as much as the one before, not an ever longer
+//! history; each run writes in order from its own place in that range, which later runs
+//! partly overlap (out of order).
 //!
 //! The child is this same test binary, re-run with `OCELLI_CRASH_CHILD` set, running only
 //! `crash_child`.
@@ -15,14 +21,18 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use ocelli_model::{Matcher, Sample};
-use ocelli_tsdb::{Db, Options, SeriesSamples};
+use ocelli_tsdb::{BlockMeta, Db, Options, Rollup, SeriesSamples};
 
 const SERIES: usize = 20;
+const RUNS: i64 = 20;
+const DAY: i64 = 24 * 3600 * 1000;
 /// Batch k writes every series at timestamp `t(k)`; the permutation makes them out of order.
-const PRIME: i64 = 100_000_007;
+/// Batch numbers stay below it, so no two batches share a timestamp.
+const PRIME: i64 = 20_000_003;
 
+/// In 20 ms steps: about 4.6 days.
 fn t_of(k: i64) -> i64 {
-    (k * 7919) % PRIME * 1000
+    (k * 1009) % PRIME * 20
 }
 
 fn v_of(k: i64, s: usize) -> f64 {
@@ -39,8 +49,13 @@ fn child_opts() -> Options {
     Options {
         head_max_bytes: 64 << 10,
         maintenance_interval: Duration::from_millis(20),
-        block_duration_ms: 3600 * 1000 * 24 * 30,
+        block_duration_ms: DAY,
         retention_ms: i64::MAX / 4,
+        // rollups of the older days, 5 m ones and 1 h ones built from them
+        rollups: vec![
+            Rollup { resolution_ms: 5 * 60_000, after_ms: DAY / 2, retention_ms: 90 * DAY },
+            Rollup { resolution_ms: 3_600_000, after_ms: DAY, retention_ms: 365 * DAY },
+        ],
         ..Options::default()
     }
 }
@@ -52,8 +67,9 @@ fn crash_child() {
     let first: i64 = std::env::var("OCELLI_CRASH_FIRST").unwrap().parse().unwrap();
     let (db, _) = Db::open(&dir, child_opts()).unwrap();
     println!("ready");
-    // bounded, and paced so that a run lasts a few hundred ms whatever the machine
-    for k in first..first + 2000 {
+    // bounded, and paced so that it is still appending when the kill comes (at most 430 ms
+    // after "ready"), whatever the machine
+    for k in first..first + 20_000 {
         if k % 20 == 0 {
             std::thread::sleep(Duration::from_millis(2));
         }
@@ -77,7 +93,7 @@ fn sigkill_loses_no_acknowledged_sample() {
     let exe = std::env::current_exe().unwrap();
     let mut acked: Vec<i64> = Vec::new();
     let mut rng = 0x2545_f491_4f6c_dd1du64;
-    for run in 0..20i64 {
+    for run in 0..RUNS {
         let mut child = Command::new(&exe)
             .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
             .env("OCELLI_CRASH_CHILD", dir.path())
@@ -96,7 +112,8 @@ fn sigkill_loses_no_acknowledged_sample() {
             let mut acks = Vec::new();
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if line == "ready" {
+                // libtest has printed `test crash_child ... ` on the same line
+                if line.ends_with("ready") {
                     let _ = ready_tx.send(());
                 } else if let Some(k) = line.strip_prefix("ack ") {
                     acks.push(k.parse::<i64>().unwrap());
@@ -110,18 +127,25 @@ fn sigkill_loses_no_acknowledged_sample() {
         while start.elapsed() < kill_after {
             std::thread::sleep(Duration::from_millis(5));
         }
-        // SIGKILL: no destructor, no flush
+        // SIGKILL: no destructor, no flush; and it lands while the child appends
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "run {run}: the child stopped before the kill"
+        );
         child.kill().unwrap();
         child.wait().unwrap();
-        let acks = reader.join().unwrap();
         // a kill can land before the first acknowledgement on a loaded machine; that run then
         // only checks recovery of the earlier ones (the total is checked at the end)
-        acked.extend(&acks);
-        // every run checks its own batches; the last run checks all of them
-        let check = if run == 19 { acked.clone() } else { acks };
+        acked.extend(reader.join().unwrap());
 
-        // reopen and check every acknowledged batch so far
-        let db = open(dir.path(), Options { background: false, ..child_opts() });
+        // reopen and check every batch acknowledged so far, by this run or an earlier one
+        let (db, report) =
+            Db::open(dir.path(), Options { background: false, ..child_opts() }).unwrap();
+        assert!(
+            report.quarantined.is_empty(),
+            "run {run}: damaged blocks {:?}",
+            report.quarantined
+        );
         let got =
             db.select(&[Matcher::equal("__name__", "crash_metric")], i64::MIN, i64::MAX).unwrap();
         assert_eq!(got.len(), SERIES);
@@ -129,7 +153,7 @@ fn sigkill_loses_no_acknowledged_sample() {
             let s: usize = series.labels.get("id").unwrap().parse().unwrap();
             let have: std::collections::HashMap<i64, u64> =
                 series.samples.iter().map(|x| (x.t, x.v.to_bits())).collect();
-            for &k in &check {
+            for &k in &acked {
                 assert_eq!(
                     have.get(&t_of(k)),
                     Some(&v_of(k, s).to_bits()),
@@ -139,4 +163,21 @@ fn sigkill_loses_no_acknowledged_sample() {
         }
     }
     assert!(acked.len() > 100, "too few acknowledged batches to mean anything: {}", acked.len());
+
+    // the kills hit children that compacted and downsampled, not only ones that cut heads
+    let db = open(dir.path(), Options { background: false, ..child_opts() });
+    let rollups: Vec<(i64, usize)> =
+        db.stats().rollups.iter().map(|r| (r.resolution_ms, r.blocks)).collect();
+    assert!(
+        rollups.len() == child_opts().rollups.len() && rollups.iter().all(|r| r.1 > 0),
+        "not every resolution was downsampled: {rollups:?}"
+    );
+    let levels: Vec<u32> = std::fs::read_dir(dir.path().join("blocks"))
+        .unwrap()
+        .map(|e| {
+            let meta = std::fs::read(e.unwrap().path().join("meta.json")).unwrap();
+            serde_json::from_slice::<BlockMeta>(&meta).unwrap().level
+        })
+        .collect();
+    assert!(levels.iter().any(|&l| l > 1), "no compacted block: levels {levels:?}");
 }

@@ -599,6 +599,12 @@ impl Builder {
     }
 }
 
+/// A label value escaped for the text format (`\\`, `\"`, `\n`), without its quotes: the
+/// inverse of what the decoder reads.
+pub fn escape_label_value(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -4,9 +4,10 @@
 //! queries draw a terminal chart ([`chart`]).
 //!
 //! This module owns the flags every verb shares (`--server`, `-o`, `--timeout`), the failure
-//! kinds and their exit codes, and the dispatch. It deliberately links no server logic: only
-//! the server's pure parsers of API times and durations, so that the client reads `--time` and
-//! `--range` exactly as the server reads `time` and `step`.
+//! kinds and their exit codes, and the dispatch. It deliberately links no server logic: times
+//! and durations are read and written with `ocelli_model::time`, the functions the server's
+//! API uses, so that the client reads `--time` and `--range` exactly as the server reads
+//! `time` and `step`.
 
 use std::fmt;
 
@@ -191,7 +192,7 @@ pub fn now_ms() -> i64 {
 
 /// A duration flag (`2h`, `1h30m`, `90`), in ms; a usage error names the flag.
 pub fn duration_flag(flag: &str, s: &str) -> Result<i64> {
-    match ocelli_server::query::parse_duration(s) {
+    match ocelli_model::time::parse_api_duration(s) {
         Some(ms) if ms > 0 => Ok(ms),
         _ => Err(Failure::Usage(format!(
             "{flag}: {s:?} is not a positive duration (expected e.g. 30s, 5m, 1h30m, or seconds)"
@@ -201,7 +202,7 @@ pub fn duration_flag(flag: &str, s: &str) -> Result<i64> {
 
 /// A time flag (RFC 3339 or Unix seconds), in ms; a usage error names the flag.
 pub fn time_flag(flag: &str, s: &str) -> Result<i64> {
-    ocelli_server::query::parse_time(s).ok_or_else(|| {
+    ocelli_model::time::parse_time(s).ok_or_else(|| {
         Failure::Usage(format!(
             "{flag}: {s:?} is not a time (expected RFC 3339, e.g. 2026-11-22T10:00:00Z, or Unix seconds)"
         ))
@@ -212,7 +213,7 @@ pub fn time_flag(flag: &str, s: &str) -> Result<i64> {
 pub fn rfc3339_ms(ms: i64) -> String {
     let t = std::time::UNIX_EPOCH
         + std::time::Duration::from_millis(u64::try_from(ms.max(0)).unwrap_or_default());
-    ocelli_server::scrape::api::rfc3339(t)
+    ocelli_model::time::rfc3339(t)
 }
 
 #[cfg(test)]

@@ -23,10 +23,12 @@ use ocelli_model::Matcher;
 use serde_json::{Value, json};
 
 use crate::http::AppState;
-use crate::query::{DbStorage, escape_label, parse_duration, parse_time};
 use crate::registry::Filter;
 use crate::{Error, Result};
 use fields::{Agg, Metric};
+use ocelli_model::time::{parse_api_duration as parse_duration, parse_time};
+use ocelli_storage::DbStorage;
+use ocelli_wire::exposition::escape_label_value as escape_label;
 
 /// Most points a view answers per field, as Prometheus limits range queries.
 pub const MAX_POINTS: i64 = 11_000;
@@ -283,7 +285,7 @@ pub(crate) async fn view(st: &AppState, scope: Scope, q: ViewQuery) -> Result<Va
             continue;
         }
         let t = start + i as i64 * step;
-        let mut row = vec![json!(crate::scrape::api::rfc3339(
+        let mut row = vec![json!(ocelli_model::time::rfc3339(
             UNIX_EPOCH + Duration::from_millis(t.max(0) as u64)
         ))];
         row.extend(columns.iter().map(|c| c[i].map_or(Value::Null, Value::from)));
