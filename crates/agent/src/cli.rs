@@ -1,7 +1,7 @@
 //! The `ocelli agent` command line: the flags, declared here next to the configuration they
 //! override so the binary stays a few lines. Layout: `ocelli agent [FLAGS]` runs the agent, and
-//! so does `ocelli agent run [FLAGS]`; further verbs (`install`, `uninstall`, `start`, `stop`,
-//! `restart`, `status`) are meant to be added as siblings of `run` in [`AgentAction`].
+//! so does `ocelli agent run [FLAGS]`; `install`, `uninstall`, `start`, `stop`, `restart` and
+//! `status` are siblings of `run` in [`AgentAction`] (the systemd unit: [`crate::install`]).
 //!
 //! Precedence: defaults, then the config file (`--config`), then flags and their environment
 //! variables.
@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use crate::Result;
 use crate::config::{AgentConfig, Mode};
 
-/// `ocelli agent`: run the agent, or (later) manage its installation.
+/// `ocelli agent`: run the agent, or manage its installation as a systemd service.
 #[derive(clap::Args, Debug)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct AgentCommand {

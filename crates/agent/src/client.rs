@@ -3,7 +3,7 @@
 //! capped in size. The push output and the heartbeat each own one; the `ocelli` command-line
 //! client uses one too, with other methods and a larger answer cap.
 //!
-//! Deliberately absent: TLS (put a TLS-terminating proxy in front of the server for now),
+//! Deliberately absent: TLS (put a TLS-terminating proxy in front of the server),
 //! redirects, HTTP/2.
 
 use std::time::Duration;

@@ -1,16 +1,18 @@
 //! Ocelli's agent: host collectors for Linux ([`collector`], one module per collector, from
-//! /proc and /sys, with node_exporter's metric names) and three ways to hand the samples over,
-//! switchable while running: push (remote_write to the server every interval, with an on-disk
-//! [`buffer`] while the server is away), pull (`GET /metrics` for the server's scraper) and
-//! on-demand (`GET /collect/{collector}` and the process view). With a server, the agent
+//! /proc and /sys, with node_exporter's metric names) and three modes to hand the samples over,
+//! switchable while running: push (remote_write to the server every interval, or with the
+//! [`amqp`] output to RabbitMQ, with an on-disk [`buffer`] while the server or broker is away),
+//! pull (`GET /metrics` for the server's scraper) and on-demand (`GET /collect/{collector}` and
+//! the process view). With a server, the agent
 //! heartbeats and takes the mode and interval the server answers ([`heartbeat`]).
 //!
-//! Entry points: [`Agent::start`] (used by `ocelli agent`, and meant for an in-process agent in
-//! `ocelli server`: build an [`AgentConfig`], start, keep the handle, `stop` at shutdown) and
-//! [`run`]. The agent runs on the caller's tokio runtime; collection goes to the blocking pool.
+//! Entry points: [`Agent::start`] (used by `ocelli agent`, and by `ocelli server` for the agent
+//! of its own host: build an [`AgentConfig`], start, keep the handle, `stop` at shutdown) and
+//! [`run`]; [`install`] sets the agent up as a systemd service. The agent runs on the caller's tokio runtime; collection goes to the blocking pool.
 //!
-//! Architecture invariant: depends on `ocelli-model` and `ocelli-wire` only among our crates;
-//! it knows the server only through the HTTP protocol (`docs/api.md`), never its code.
+//! Architecture invariant: depends on `ocelli-model`, `ocelli-wire` and `ocelli-spool` only
+//! among our crates; it knows the server only through the HTTP protocol (`docs/api.md`) and
+//! RabbitMQ, never its code.
 
 mod agent;
 pub mod amqp;

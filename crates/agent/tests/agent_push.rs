@@ -6,17 +6,14 @@
 
 mod common;
 
+use ocelli_model::time::now_ms;
 use std::net::SocketAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::http::http;
 use common::{agent_value, buffered, config, runtime, wait_until};
 use ocelli_agent::{Agent, Mode};
 use ocelli_server::Server;
-
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
-}
 
 fn start_server(rt: &tokio::runtime::Runtime, dir: &std::path::Path, addr: SocketAddr) -> Server {
     let cfg = ocelli_server::Config { listen: addr, ..common::http::config(dir) };

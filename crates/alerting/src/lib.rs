@@ -13,6 +13,12 @@
 //!   ([`HistorySink`]) and answers queries over them.
 //!
 //! The types in this module are the contract between those parts; each part is free inside.
+//! [`start`] opens them together from a [`Config`] and [`router`] serves their routes.
+//!
+//! Architecture invariant: alerting reads samples only through PromQL over
+//! `ocelli_storage::DbStorage` and writes only through `Db::append` (recording rules,
+//! `ALERTS`); it knows the server's config only as the [`Config`] it is started with and the
+//! `Reload`s in it, and never the server itself.
 
 pub mod alarms;
 pub mod history;

@@ -94,3 +94,37 @@ impl IntoResponse for Error {
         (code, axum::Json(body)).into_response()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ocelli_promql::StorageError;
+
+    #[test]
+    fn a_storage_limit_through_a_query_is_the_same_422_as_without() {
+        let direct =
+            Error::Storage(ocelli_tsdb::Error::LimitExceeded { what: "samples", limit: 1 });
+        assert_eq!(direct.status(), (StatusCode::UNPROCESSABLE_ENTITY, "execution"));
+        let through = |e: StorageError| Error::Query(ocelli_promql::Error::Storage(e)).status();
+        assert_eq!(
+            through(StorageError::Limit("too many".into())),
+            (StatusCode::UNPROCESSABLE_ENTITY, "execution")
+        );
+        assert_eq!(
+            through(StorageError::BadData("x".into())),
+            (StatusCode::BAD_REQUEST, "bad_data")
+        );
+        assert_eq!(
+            through(StorageError::Unavailable("closed".into())),
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+        );
+        assert_eq!(
+            through(StorageError::Internal("x".into())),
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+        );
+        assert_eq!(
+            Error::Query(ocelli_promql::Error::TooManySamples).status(),
+            (StatusCode::UNPROCESSABLE_ENTITY, "execution")
+        );
+    }
+}

@@ -57,10 +57,6 @@ fn args() -> Args {
     a
 }
 
-fn free_addr() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], ocelli_testkit::free_port()))
-}
-
 fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, String) {
     use std::io::{Read, Write};
     let mut s = TcpStream::connect(addr).unwrap();
@@ -155,7 +151,7 @@ fn main() {
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
 
     // the baseline: one standalone server over HTTP, 4 requests in flight
-    let addr = free_addr();
+    let addr = ocelli_testkit::free_addr();
     let base = server(&[], addr, &root.path().join("standalone"));
     let t0 = Instant::now();
     let c0 = cpu_seconds(base.pid());
@@ -192,7 +188,7 @@ fn main() {
         .unwrap();
         let cs: Vec<(SocketAddr, ocelli_testkit::Service)> = (0..n)
             .map(|i| {
-                let addr = free_addr();
+                let addr = ocelli_testkit::free_addr();
                 let id = format!("c{i}");
                 let args = [
                     "--config",

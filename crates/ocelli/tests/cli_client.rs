@@ -8,10 +8,11 @@
 #[path = "../../server/tests/common/mod.rs"]
 mod common;
 
+use ocelli_model::time::now_ms;
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use ocelli_model::{Labels, Sample};
 use ocelli_wire::remote_write::{self, DecodedSeries};
@@ -100,10 +101,6 @@ fn json(url: &str, args: &[&str]) -> Value {
 
 fn text(out: &Output) -> (String, String) {
     (String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
 #[test]

@@ -6,11 +6,12 @@
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ocelli_model::{Labels, Sample};
+use ocelli_testkit::{Proc, free_addr};
 use ocelli_wire::remote_write::{self, DecodedSeries};
 
 fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> Option<(u16, String)> {
@@ -29,10 +30,6 @@ fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> Option<(u16,
     Some((status, text.split_once("\r\n\r\n").map(|x| x.1.to_string()).unwrap_or_default()))
 }
 
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
-
 fn wait_ready(addr: SocketAddr) {
     let t0 = Instant::now();
     while http(addr, "GET", "/-/ready", b"").map(|r| r.0) != Some(200) {
@@ -41,49 +38,17 @@ fn wait_ready(addr: SocketAddr) {
     }
 }
 
-/// A server process, killed when dropped so that a failing test leaves nothing running.
-struct Proc(Option<Child>);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(c) = &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl std::ops::Deref for Proc {
-    type Target = Child;
-    fn deref(&self) -> &Child {
-        self.0.as_ref().unwrap()
-    }
-}
-
-impl std::ops::DerefMut for Proc {
-    fn deref_mut(&mut self) -> &mut Child {
-        self.0.as_mut().unwrap()
-    }
-}
-
 fn start(addr: SocketAddr, dir: &std::path::Path) -> Proc {
-    let child = Command::new(env!("CARGO_BIN_EXE_ocelli"))
-        .args(["server", "--no-local-agent", "--listen", &addr.to_string(), "--data-dir"])
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let child = Proc(Some(child));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ocelli"));
+    cmd.args(["server", "--no-local-agent", "--listen", &addr.to_string(), "--data-dir"]).arg(dir);
+    let child = Proc::spawn(cmd, None);
     wait_ready(addr);
     child
 }
 
-fn sigterm(mut p: Proc) {
-    let mut child = p.0.take().unwrap();
-    let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(kill.success());
-    let status = child.wait().unwrap();
+/// SIGTERM, and the server exits cleanly.
+fn sigterm(p: Proc) {
+    let status = p.terminate(Duration::from_secs(60));
     assert!(status.success(), "server exited with {status}");
 }
 
@@ -142,25 +107,18 @@ fn pools(addr: SocketAddr) -> Vec<String> {
 /// Starts `ocelli server --config cfg` on a free port with its data and `stderr.log` in `dir`.
 fn serve_config(dir: &std::path::Path, cfg: &std::path::Path) -> (Proc, SocketAddr) {
     let addr = free_addr();
-    let log = std::fs::File::create(dir.join("stderr.log")).unwrap();
-    let child = Proc(Some(
-        Command::new(env!("CARGO_BIN_EXE_ocelli"))
-            .args(["server", "--no-local-agent", "--listen", &addr.to_string(), "--config"])
-            .arg(cfg)
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    ));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ocelli"));
+    cmd.args(["server", "--no-local-agent", "--listen", &addr.to_string(), "--config"])
+        .arg(cfg)
+        .arg("--data-dir")
+        .arg(dir.join("data"));
+    let child = Proc::spawn(cmd, Some(&dir.join("stderr.log")));
     wait_ready(addr);
     (child, addr)
 }
 
-fn hup(child: &Child) {
-    let kill = Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap();
-    assert!(kill.success());
+fn hup(child: &Proc) {
+    child.signal("HUP");
 }
 
 /// Waits up to 10 s for `what` to be in the server's stderr log in `dir`.
@@ -204,7 +162,7 @@ fn sighup_reloads_the_scrape_config_and_keeps_it_when_the_file_is_bad() {
     let log = wait_logged(dir.path(), "reload failed");
     assert!(log.contains("ocelli.toml: scrape_configs[0] (job \"c\"): scrape_interval"), "{log}");
     assert_eq!(pools(addr), ["b"]);
-    assert!(child.try_wait().unwrap().is_none(), "SIGHUP ended the server");
+    assert!(child.child().try_wait().unwrap().is_none(), "SIGHUP ended the server");
     sigterm(child);
 }
 

@@ -9,72 +9,28 @@
 #[path = "../../server/tests/common/mod.rs"]
 mod common;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use ocelli_testkit::{Proc, free_addr, wait_for};
 use serde_json::Value;
 
 const KEY: &str = "default/vm/mcis-e2e/e2e-vm/aws";
 const INTERVAL_S: i64 = 1;
 
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
-
-/// A child process killed when dropped, so a failing test leaves nothing running.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Proc {
-    /// SIGTERM, then wait for the process to exit.
-    fn terminate(mut self) {
-        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
-        let t0 = Instant::now();
-        while t0.elapsed() < Duration::from_secs(20) {
-            if self.0.try_wait().unwrap().is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("process {} did not stop on SIGTERM", self.0.id());
-    }
-}
-
 fn start_server(addr: SocketAddr, dir: &Path, config: &Path, log: &Path) -> Proc {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_ocelli"))
-        .args(["server", "--no-local-agent", "--listen", &addr.to_string(), "--config"])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ocelli"));
+    cmd.args(["server", "--no-local-agent", "--listen", &addr.to_string(), "--config"])
         .arg(config)
         .arg("--data-dir")
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let p = Proc(child);
+        .arg(dir);
+    let p = Proc::spawn(cmd, Some(log));
     wait_for("the server to be ready", Duration::from_secs(20), || {
         TcpStream::connect(addr).is_ok() && common::http(addr, "GET", "/-/ready", b"").0 == 200
     });
     p
-}
-
-fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Duration {
-    let t0 = Instant::now();
-    while t0.elapsed() < limit {
-        if ok() {
-            return t0.elapsed();
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("timed out after {limit:?} waiting for {what}");
 }
 
 fn get_json(addr: SocketAddr, path: &str) -> (u16, Value) {
@@ -128,17 +84,17 @@ fn push_outage_replay_switch_to_pull_ondemand_and_death() {
     let (saddr, aaddr) = (free_addr(), free_addr());
     let server = start_server(saddr, &server_dir, &config, &log);
 
-    let agent = Proc(
-        Command::new(env!("CARGO_BIN_EXE_ocelli"))
-            .args(["agent", "--mode", "push", "--interval", &INTERVAL_S.to_string()])
-            .args(["--server", &format!("http://{saddr}"), "--listen", &aaddr.to_string()])
-            .args(["--service-id", "mcis-e2e", "--vm-id", "e2e-vm", "--csp", "aws"])
-            .arg("--data-dir")
-            .arg(&agent_dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let agent = Proc::spawn(
+        {
+            let mut c = Command::new(env!("CARGO_BIN_EXE_ocelli"));
+            c.args(["agent", "--mode", "push", "--interval", &INTERVAL_S.to_string()])
+                .args(["--server", &format!("http://{saddr}"), "--listen", &aaddr.to_string()])
+                .args(["--service-id", "mcis-e2e", "--vm-id", "e2e-vm", "--csp", "aws"])
+                .arg("--data-dir")
+                .arg(&agent_dir);
+            c
+        },
+        None,
     );
 
     // push: the host's metrics answer PromQL, with the identity, job and instance
@@ -161,7 +117,7 @@ fn push_outage_replay_switch_to_pull_ondemand_and_death() {
     assert_eq!(a["data"]["health"], "healthy");
 
     // the server goes away for a while and comes back: the agent's buffer fills the hole
-    server.terminate();
+    server.terminate(Duration::from_secs(20));
     let down = Instant::now();
     std::thread::sleep(Duration::from_secs(6));
     let server = start_server(saddr, &server_dir, &config, &log);
@@ -211,7 +167,7 @@ fn push_outage_replay_switch_to_pull_ondemand_and_death() {
         let up = query(saddr, r#"ocelli_agent_up{vm_id="e2e-vm"}"#);
         up["result"].as_array().is_some_and(|r| r.len() == 1 && r[0]["value"][1] == "0")
     });
-    server.terminate();
+    server.terminate(Duration::from_secs(20));
 }
 
 #[test]
@@ -227,16 +183,16 @@ fn the_server_runs_an_agent_for_its_own_host() {
         ),
     )
     .unwrap();
-    let server = Proc(
-        Command::new(env!("CARGO_BIN_EXE_ocelli"))
-            .args(["server", "--listen", &saddr.to_string(), "--config"])
-            .arg(&config)
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let server = Proc::spawn(
+        {
+            let mut c = Command::new(env!("CARGO_BIN_EXE_ocelli"));
+            c.args(["server", "--listen", &saddr.to_string(), "--config"])
+                .arg(&config)
+                .arg("--data-dir")
+                .arg(dir.path().join("data"));
+            c
+        },
+        None,
     );
     wait_for("the local agent's samples", Duration::from_secs(20), || {
         TcpStream::connect(saddr).is_ok() && {
@@ -249,5 +205,5 @@ fn the_server_runs_an_agent_for_its_own_host() {
     assert_eq!(list.len(), 1, "{agents}");
     assert_eq!(list[0]["address"], local.to_string());
     assert_eq!(list[0]["mode"], "push");
-    server.terminate();
+    server.terminate(Duration::from_secs(20));
 }

@@ -19,54 +19,25 @@
 #[path = "../../server/tests/common/mod.rs"]
 mod common;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ocelli_model::{Labels, Sample};
+use ocelli_testkit::{Proc, free_addr, wait_for};
 use ocelli_wire::remote_write::{self, DecodedSeries};
 use serde_json::Value;
 
 const SHARDS: u32 = 16;
 const AGENTS: usize = 20;
 
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
-
-/// A process killed (SIGKILL) when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Duration {
-    let t0 = Instant::now();
-    while t0.elapsed() < limit {
-        if ok() {
-            return t0.elapsed();
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out after {limit:?} waiting for {what}");
-}
-
 fn server(args: &[&str], addr: SocketAddr, dir: &Path, log: &Path) -> Proc {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_ocelli"))
-        .args(["server", "--no-local-agent", "--listen", &addr.to_string(), "--data-dir"])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ocelli"));
+    cmd.args(["server", "--no-local-agent", "--listen", &addr.to_string(), "--data-dir"])
         .arg(dir)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let p = Proc(child);
+        .args(args);
+    let p = Proc::spawn(cmd, Some(log));
     wait_for("a server to be ready", Duration::from_secs(30), || {
         TcpStream::connect(addr).is_ok() && common::http(addr, "GET", "/-/ready", b"").0 == 200
     });

@@ -1,6 +1,7 @@
 //! Tidy checks that keep the code base's conventions true: every Rust source file outside
-//! tests opens with a `//!` module doc, and no file mentions an absolute path of a developer's
-//! machine.
+//! tests opens with a `//!` module doc that promises nothing for later, no file mentions an
+//! absolute path of a developer's machine, and our crates depend on each other only downwards
+//! through the layers of ARCHITECTURE.md.
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use std::path::{Path, PathBuf};
@@ -59,6 +60,75 @@ fn no_absolute_machine_paths() {
             // the literal below is the one allowed mention
             let hits = text.matches(b).count() - usize::from(p.ends_with("tidy.rs"));
             assert_eq!(hits, 0, "{} mentions a machine path starting with {b}", p.display());
+        }
+    }
+}
+
+/// The crates in dependency layers, top first: a crate's `[dependencies]` may name only our
+/// crates of lower layers (ARCHITECTURE.md, "Code map"). Dev-dependencies are free.
+const LAYERS: &[&[&str]] = &[
+    &["ocelli"],
+    &["ocelli-server", "ocelli-agent"],
+    &["ocelli-alerting", "ocelli-registry"],
+    &["ocelli-scrape", "ocelli-cluster"],
+    &["ocelli-ingest", "ocelli-storage"],
+    &["ocelli-http"],
+    &["ocelli-promql", "ocelli-tsdb", "ocelli-wire", "ocelli-spool"],
+    &["ocelli-model"],
+];
+
+/// The package name and the `ocelli-*` names under `[dependencies]` of a Cargo.toml.
+fn our_dependencies(manifest: &str) -> (String, Vec<String>) {
+    let mut name = String::new();
+    let mut deps = Vec::new();
+    let mut section = "";
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            section = line;
+        } else if section == "[package]" && line.starts_with("name") {
+            name = line.split('"').nth(1).unwrap().to_string();
+        } else if section == "[dependencies]" && line.starts_with("ocelli-") {
+            deps.push(line.split(['.', ' ', '=']).next().unwrap().to_string());
+        }
+    }
+    (name, deps)
+}
+
+#[test]
+fn dependencies_point_down_the_layers() {
+    let layer = |c: &str| LAYERS.iter().position(|l| l.contains(&c));
+    let mut seen = 0;
+    for krate in std::fs::read_dir(crates_dir()).unwrap().flatten() {
+        let Ok(manifest) = std::fs::read_to_string(krate.path().join("Cargo.toml")) else {
+            continue;
+        };
+        let (name, deps) = our_dependencies(&manifest);
+        if name == "ocelli-testkit" {
+            continue;
+        }
+        let own = layer(&name).unwrap_or_else(|| panic!("{name} is in no layer of LAYERS"));
+        for d in deps {
+            let theirs = layer(&d).unwrap_or_else(|| panic!("{d} is in no layer of LAYERS"));
+            assert!(theirs > own, "{name} depends on {d}, which is not below it");
+            assert!(d != "ocelli-server" || name == "ocelli", "{name} depends on ocelli-server");
+        }
+        seen += 1;
+    }
+    assert_eq!(seen, LAYERS.iter().map(|l| l.len()).sum::<usize>(), "a crate is missing");
+}
+
+#[test]
+fn module_docs_make_no_promises() {
+    // "later", "for now" and "meant to be" in a module doc go stale the day the work lands
+    let mut files = Vec::new();
+    rust_files(&crates_dir(), &mut files);
+    for p in files {
+        let text = std::fs::read_to_string(&p).unwrap();
+        for line in text.lines().take_while(|l| l.starts_with("//!") || l.trim().is_empty()) {
+            let l = line.to_ascii_lowercase();
+            for bad in ["for now", "later work", "meant to be", "(later)", "is later"] {
+                assert!(!l.contains(bad), "{}: {bad:?} in its module doc: {line}", p.display());
+            }
         }
     }
 }

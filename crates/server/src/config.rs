@@ -1,5 +1,7 @@
-//! The server's configuration file (TOML) and its defaults. `config/server.example.toml` in the
-//! repository documents every field and is parsed by a test, so it cannot drift from this.
+//! The server's configuration file (TOML) and its defaults, composed of each domain's section
+//! (the section types live in their domain crates), and what each domain is handed of it at
+//! start and on reload. `config/server.example.toml` in the repository documents every field;
+//! a test parses it and compares every section with the defaults.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -1,16 +1,19 @@
 //! The HTTP surface: routes, handlers, start-up and graceful shutdown.
 //!
-//! Routes today: `GET /-/healthy`, `GET /-/ready`, `GET /api/v1/status/tsdb` (engine figures),
-//! `POST /api/v1/admin/flush` (cut the head into blocks and compact; used by benchmarks and
-//! before backups), `POST /api/v1/write` (Prometheus remote_write 1.0), and `POST /write` /
+//! Its own routes: `GET /-/healthy`, `GET /-/ready`, `GET /api/v1/status/tsdb` (engine
+//! figures), `POST /api/v1/admin/flush` (cut the head into blocks and compact; used by
+//! benchmarks and before backups), `POST /api/v1/write` (Prometheus remote_write 1.0, through
+//! `ocelli_ingest::append`), `POST /api/v1/read` (remote_read), `POST /-/reload` (scrape jobs,
+//! rule files and the notifier, each through its own [`ocelli_http::Reload`]), and `POST /write` /
 //! `POST /api/v2/write` (Influx line protocol, plain or gzip, with `precision` and
 //! `db`/`bucket`), and `POST /api/v1/import/prometheus` (exposition text, plain or gzip;
 //! samples without a timestamp get the time of the request). A request is decoded whole before
 //! anything is stored, so a malformed one stores nothing. JSON-lines import and OTLP/HTTP
 //! metrics are in [`push`], the Pushgateway-compatible API in [`pushgateway`].
-//! The scrape manager ([`crate::scrape`]) adds `GET /api/v1/targets` and `POST /-/reload`.
-//! The query API is [`crate::query`]; `GET /metrics` (the server's own health) is [`crate::metrics`].
-//! The agent registry's endpoints (`/api/v1/agents...`) are [`crate::registry::api`].
+//! The query API is [`crate::query`]; `GET /metrics` (the server's own health) is
+//! [`crate::metrics`]; the views are [`crate::views`]. Each domain crate brings its own router,
+//! merged here over its own state: the scrape manager's (`GET /api/v1/targets`), the
+//! registry's (`/api/v1/agents...`) and alerting's (rules, alerts, silences, alarms, history).
 
 use std::net::SocketAddr;
 use std::sync::Arc;

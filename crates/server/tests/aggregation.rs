@@ -7,6 +7,7 @@
 mod common;
 
 use common::{config, http, stored, wait};
+use ocelli_model::time::now_ms;
 use ocelli_model::{Labels, Sample};
 use ocelli_server::Server;
 use ocelli_server::aggregate::AggregationConfig;
@@ -27,10 +28,6 @@ fn rule(
         flush_delay: Some("2s".into()),
         ..AggregationConfig::default()
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
 /// The one sample of a derived series, as (labels text, timestamp, value).

@@ -8,16 +8,13 @@
 mod common;
 
 use common::{config, http, wait};
+use ocelli_model::time::now_ms;
 use ocelli_model::{Labels, STALE_NAN, Sample};
 use ocelli_server::Server;
 use ocelli_wire::remote_write::{self, DecodedSeries};
 
 const H: i64 = 3_600_000;
 const DAY: i64 = 24 * H;
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
-}
 
 /// A counter with a reset and a gauge per host, every 30 s over `[d0, d0 + 2 days)`, with a
 /// stale marker in day one.

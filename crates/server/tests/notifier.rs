@@ -13,6 +13,7 @@
 
 mod common;
 
+use ocelli_model::time::now_ms;
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::sync::Arc;
@@ -26,10 +27,6 @@ use serde_json::Value;
 
 fn labels(pairs: &[(&str, &str)]) -> LabelMap {
     pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
 fn firing(pairs: &[(&str, &str)]) -> Alert {

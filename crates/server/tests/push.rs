@@ -5,6 +5,7 @@
 
 mod common;
 
+use ocelli_model::time::now_ms;
 use std::io::Write as _;
 
 use common::{config, request, request_raw, stored};
@@ -276,10 +277,6 @@ async fn otlp_http_metrics() {
     assert_eq!(get("kept_requests_total")[0].samples, [Sample::new(t, 3.0)]);
     assert!(get("delta_requests_total").is_empty() && get("delta_requests").is_empty());
     assert!(get("not_stored_total").is_empty(), "a rejected request must store nothing");
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
 /// The values of a stored series, stale markers as "stale".

@@ -9,6 +9,7 @@
 
 mod common;
 
+use ocelli_model::time::now_ms;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -31,10 +32,6 @@ impl AlertSink for Collect {
         let now = now_ms();
         self.0.lock().extend(alerts.into_iter().map(|a| (now, a)));
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
 /// Writes `server.toml` (rules from `rules/*.yml`, evaluated every second, restored with a

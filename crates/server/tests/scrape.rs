@@ -6,10 +6,11 @@
 
 mod common;
 
+use ocelli_model::time::now_ms;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use common::{http, stored};
 use ocelli_model::is_stale_nan;
@@ -88,10 +89,6 @@ fn wait_scrapes(addr: SocketAddr, pool: &str, n: usize) {
         }
         seen.len() > n
     });
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
 #[test]

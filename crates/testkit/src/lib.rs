@@ -3,8 +3,11 @@
 //!
 //! [`require`] installs a Debian package when its binary is missing (tests run as root on CI; a
 //! machine where that fails gets a panic naming the package to install, never a silent skip),
-//! [`free_port`] picks a loopback port, and [`Service`] starts a binary and kills it by PID when
-//! dropped, so a failing test leaves no process behind.
+//! [`free_port`] / [`free_addr`] pick a loopback port, [`wait_for`] polls a condition, [`Proc`]
+//! is a child process killed by PID when dropped (its stderr in a log file, for the failure
+//! report), and [`Service`] is a [`Proc`] that listens on an address, so a failing test leaves
+//! no process behind. Where the program under test can report the port it bound, bind port 0
+//! instead of picking one: a picked port can be taken by another process before it is used.
 
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -71,31 +74,115 @@ pub fn free_port() -> u16 {
     l.local_addr().map(|a| a.port()).unwrap_or_else(|e| panic!("no local address: {e}"))
 }
 
+/// A free loopback address: [`free_port`] on 127.0.0.1, with the same caveat.
+pub fn free_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
+}
+
+/// Polls `ok` every 50 ms until it holds, for at most `limit`; returns how long that took.
+/// Panics naming `what` when it does not hold in time.
+pub fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Duration {
+    let t0 = Instant::now();
+    loop {
+        if ok() {
+            return t0.elapsed();
+        }
+        assert!(t0.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A child process killed by PID (SIGKILL) and reaped when dropped.
 #[derive(Debug)]
-pub struct Service {
+pub struct Proc {
     child: Child,
+}
+
+impl Proc {
+    /// Starts `cmd` with no input, its stdout discarded and its stderr appended to `log` (or
+    /// discarded without one), so that a failing test can show what the process said.
+    pub fn spawn(mut cmd: Command, log: Option<&Path>) -> Proc {
+        let stderr = match log {
+            Some(path) => Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display())),
+            ),
+            None => Stdio::null(),
+        };
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        Proc { child }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The process, to signal or wait for.
+    pub fn child(&mut self) -> &mut Child {
+        &mut self.child
+    }
+
+    /// Sends `signal` (`TERM`, `HUP`, ...) by PID.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args([&format!("-{signal}"), &pid]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "cannot send SIG{signal} to {pid}");
+    }
+
+    /// Stops the process as an operator would: SIGTERM, then waits (at most `timeout`) for it
+    /// to exit, so that it writes out what it holds in memory. Returns how it exited.
+    pub fn terminate(mut self, timeout: Duration) -> std::process::ExitStatus {
+        self.signal("TERM");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "process {} did not exit within {timeout:?}",
+                self.child.id()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A [`Proc`] that listens on `addr`.
+#[derive(Debug)]
+pub struct Service {
+    proc: Proc,
     pub addr: SocketAddr,
 }
 
 impl Service {
     /// Starts `cmd` and waits until `addr` accepts TCP connections (at most `timeout`).
-    pub fn start(mut cmd: Command, addr: SocketAddr, timeout: Duration) -> Service {
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
-        let mut svc = Service { child, addr };
+    pub fn start(cmd: Command, addr: SocketAddr, timeout: Duration) -> Service {
+        let what = format!("{cmd:?}");
+        let mut svc = Service { proc: Proc::spawn(cmd, None), addr };
         let deadline = Instant::now() + timeout;
         while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            if let Ok(Some(status)) = svc.child.try_wait() {
-                panic!("{cmd:?} exited before listening on {addr}: {status}");
+            if let Ok(Some(status)) = svc.proc.child.try_wait() {
+                panic!("{what} exited before listening on {addr}: {status}");
             }
             assert!(
                 Instant::now() < deadline,
-                "{cmd:?} did not listen on {addr} within {timeout:?}"
+                "{what} did not listen on {addr} within {timeout:?}"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -103,27 +190,12 @@ impl Service {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.proc.pid()
     }
 
-    /// Stops the service as an operator would: SIGTERM, then waits (at most `timeout`) for it
-    /// to exit, so that it writes out what it holds in memory.
-    pub fn terminate(mut self, timeout: Duration) {
-        let pid = self.child.id().to_string();
-        let sent = Command::new("kill").args(["-TERM", &pid]).status();
-        assert!(sent.is_ok_and(|s| s.success()), "cannot send SIGTERM to {pid}");
-        let deadline = Instant::now() + timeout;
-        while !matches!(self.child.try_wait(), Ok(Some(_))) {
-            assert!(Instant::now() < deadline, "process {pid} did not exit within {timeout:?}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    /// [`Proc::terminate`].
+    pub fn terminate(self, timeout: Duration) {
+        self.proc.terminate(timeout);
     }
 }
 
