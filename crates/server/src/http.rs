@@ -1,62 +1,30 @@
-//! The HTTP surface: routes, handlers, start-up and graceful shutdown.
+//! The process: [`Server::start`] opens storage, builds every domain (scrape manager, registry,
+//! alerting, aggregation, remote_write out, the scale-out roles), merges their routers with the
+//! server's own and serves them; reloads and shutdown in order.
 //!
-//! Its own routes: `GET /-/healthy`, `GET /-/ready`, `GET /api/v1/status/tsdb` (engine
-//! figures), `POST /api/v1/admin/flush` (cut the head into blocks and compact; used by
-//! benchmarks and before backups), `POST /api/v1/write` (Prometheus remote_write 1.0, through
-//! `ocelli_ingest::append`), `POST /api/v1/read` (remote_read), `POST /-/reload` (scrape jobs,
-//! rule files and the notifier, each through its own [`ocelli_http::Reload`]), and `POST /write` /
-//! `POST /api/v2/write` (Influx line protocol, plain or gzip, with `precision` and
-//! `db`/`bucket`), and `POST /api/v1/import/prometheus` (exposition text, plain or gzip;
-//! samples without a timestamp get the time of the request). A request is decoded whole before
-//! anything is stored, so a malformed one stores nothing. JSON-lines import and OTLP/HTTP
-//! metrics are in [`push`], the Pushgateway-compatible API in [`pushgateway`].
-//! The query API is [`crate::query`]; `GET /metrics` (the server's own health) is
-//! [`crate::metrics`]; the views are [`crate::views`]. Each domain crate brings its own router,
-//! merged here over its own state: the scrape manager's (`GET /api/v1/targets`), the
-//! registry's (`/api/v1/agents...`) and alerting's (rules, alerts, silences, alarms, history).
+//! The server's own routes: `GET /-/healthy`, `GET /-/ready`, `POST /-/reload` (scrape jobs,
+//! rule files and the notifier, each through its own [`ocelli_http::Reload`]), and those of
+//! its handler modules: ingest (`crate::ingest`), remote_read (`crate::remote_read`), engine
+//! status and flush (`crate::admin`), the query API ([`crate::query`]), `GET /metrics`
+//! ([`crate::metrics`]) and the views ([`crate::views`]), all over the shared
+//! `crate::state::AppState`. Each domain crate brings its own router over its own state: the
+//! scrape manager's (`GET /api/v1/targets`), the registry's (`/api/v1/agents...`) and
+//! alerting's (rules, alerts, silences, alarms, history). Every route's requests are counted
+//! (`crate::requests`). Handler modules never import this one.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use ocelli_tsdb::Db;
-use ocelli_wire::remote_write::DecodedSeries;
-use serde_json::json;
 use tokio::net::TcpListener;
 
+use crate::state::AppState;
 use crate::{Config, Error, Result};
-pub(crate) use ocelli_http::{blocking, read_body, request_body};
 pub use ocelli_ingest::append::set_after_write;
-use ocelli_ingest::append::store_remote_write;
-pub(crate) use ocelli_model::time::now_ms;
-
-mod push;
-mod pushgateway;
-
-#[derive(Clone)]
-pub(crate) struct AppState {
-    pub db: Arc<Db>,
-    pub limits: ocelli_wire::remote_write::Limits,
-    pub engine: Arc<ocelli_promql::Engine>,
-    pub metadata: Arc<crate::query::MetadataStore>,
-    pub requests: Arc<crate::metrics::RequestMetrics>,
-    pub scrape: crate::scrape::Scraper,
-    pub registry: crate::registry::Registry,
-    pub rules: crate::alerting::rules::RuleManager,
-    pub notifier: crate::alerting::notify::Notifier,
-    pub aggregator: Arc<crate::aggregate::Aggregator>,
-    /// remote_write out, when `[[remote_write]]` names receivers.
-    pub forwarder: Option<Arc<crate::remote_write::Forwarder>>,
-    /// The checked `[cluster]`: the role, and for the query role the stores to read.
-    pub cluster: Arc<crate::cluster::Cluster>,
-    /// The collector role's counters and shard view.
-    pub collector: Option<Arc<crate::cluster::collector::CollectorStats>>,
-}
 
 /// A running server: its bound address and a handle to stop it.
 #[derive(Debug)]
@@ -330,21 +298,12 @@ fn router(state: AppState, alerting: &crate::alerting::Parts) -> Router {
     Router::new()
         .route("/-/healthy", get(|| async { "Ocelli is Healthy.\n" }))
         .route("/-/ready", get(|| async { "Ocelli is Ready.\n" }))
-        .route("/api/v1/status/tsdb", get(tsdb_status))
-        .route("/api/v1/admin/flush", post(flush))
-        .route("/api/v1/write", post(remote_write))
-        .route("/api/v1/read", post(remote_read))
-        .route("/write", post(influx_write))
-        .route("/api/v1/import/prometheus", post(import_prometheus))
-        .route("/api/v2/write", post(influx_write))
+        .merge(crate::admin::routes())
+        .merge(crate::ingest::routes())
+        .merge(crate::remote_read::routes())
         .merge(crate::query::routes())
         .route("/metrics", get(crate::metrics::metrics))
         .route("/-/reload", post(reload).put(reload))
-        .route("/api/v1/import", post(push::import_json))
-        .route("/opentelemetry/v1/metrics", post(push::otlp_metrics))
-        .route("/v1/metrics", post(push::otlp_metrics))
-        .route("/metrics/job/{*rest}", pushgateway::routes(false))
-        .route("/metrics/job@base64/{*rest}", pushgateway::routes(true))
         .merge(crate::views::api::routes())
         .with_state(state)
         .merge(crate::scrape::router(scrape))
@@ -353,142 +312,5 @@ fn router(state: AppState, alerting: &crate::alerting::Parts) -> Router {
         // each handler reads its body through `read_body`, which enforces the limit with a
         // precise message
         .layer(DefaultBodyLimit::disable())
-        .route_layer(axum::middleware::from_fn_with_state(requests, crate::metrics::track))
-}
-
-/// Appends decoded series as one all-or-nothing batch, through ingest aggregation.
-fn store(st: &AppState, series: Vec<DecodedSeries>) -> Result<()> {
-    ocelli_ingest::append::store_decoded(&st.db, &st.aggregator, series)
-}
-
-async fn tsdb_status(State(st): State<AppState>) -> Result<impl IntoResponse> {
-    let s = blocking(move || Ok(st.db.stats())).await?;
-    Ok(axum::Json(json!({
-        "status": "success",
-        "data": {
-            "headSeries": s.head_series,
-            "headSamples": s.head_samples,
-            "headBytes": s.head_bytes,
-            "frozenHeads": s.frozen_heads,
-            "blocks": s.blocks,
-            "blockSamples": s.block_samples,
-            "blockBytes": s.block_bytes,
-            "walBytes": s.wal_bytes,
-            "minTime": s.min_t,
-            "maxTime": s.max_t,
-        }
-    })))
-}
-
-async fn flush(State(st): State<AppState>) -> Result<impl IntoResponse> {
-    blocking(move || {
-        st.db.flush()?;
-        st.db.compact()?;
-        Ok(())
-    })
-    .await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-async fn remote_write(State(st): State<AppState>, body: Body) -> Result<impl IntoResponse> {
-    let body = read_body(body, st.limits.max_body_bytes).await?;
-    blocking(move || store_remote_write(&st.db, &st.aggregator, &st.limits, &body)).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-/// `POST /api/v1/read`: Prometheus remote_read, `SAMPLES` answers. The queries of one request
-/// share the query engine's sample limit (`[query] max_samples`); past it the request gets a
-/// 422 naming the limit, as a PromQL query would.
-async fn remote_read(State(st): State<AppState>, body: Body) -> Result<impl IntoResponse> {
-    let body = read_body(body, st.limits.max_body_bytes).await?;
-    let max_samples = st.engine.options().max_samples;
-    let answer = blocking(move || {
-        use ocelli_wire::remote_read as rr;
-        let queries =
-            rr::decode_request(&body, &st.limits).map_err(|e| Error::BadData(e.to_string()))?;
-        let mut left = max_samples;
-        let mut results = Vec::with_capacity(queries.len());
-        for q in &queries {
-            let limits = ocelli_tsdb::Limits { max_series: usize::MAX, max_samples: left };
-            let mut series = Vec::new();
-            st.db.select_each(&q.matchers, q.start_ms, q.end_ms, limits, &mut |l, s| {
-                series.push((l, s));
-                true
-            })?;
-            left -= series.iter().map(|(_, s)| s.len()).sum::<usize>();
-            results.push(series);
-        }
-        rr::encode_response(&results).map_err(|e| Error::Internal(e.to_string()))
-    })
-    .await?;
-    Ok((
-        [
-            (axum::http::header::CONTENT_TYPE, "application/x-protobuf"),
-            (axum::http::header::CONTENT_ENCODING, "snappy"),
-        ],
-        answer,
-    ))
-}
-
-/// Query parameters of the Influx write endpoints (v1 `/write`, v2 `/api/v2/write`).
-#[derive(Debug, serde::Deserialize)]
-struct InfluxParams {
-    precision: Option<String>,
-    db: Option<String>,
-    bucket: Option<String>,
-}
-
-async fn influx_write(
-    State(st): State<AppState>,
-    Query(params): Query<InfluxParams>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<impl IntoResponse> {
-    use ocelli_wire::influx;
-    let precision = match params.precision.as_deref() {
-        None | Some("") => influx::Precision::Ns,
-        Some(p) => influx::Precision::parse(p).map_err(|e| Error::BadData(e.to_string()))?,
-    };
-    let db = params.db.or(params.bucket);
-    ingest_text(st, headers, body, move |text, max_body_bytes| {
-        let limits = influx::Limits { max_body_bytes, ..influx::Limits::default() };
-        influx::decode_with_db(text, precision, now_ms(), &limits, db.as_deref())
-    })
-    .await
-}
-
-async fn import_prometheus(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<impl IntoResponse> {
-    use ocelli_wire::exposition;
-    let metadata = st.metadata.clone();
-    ingest_text(st, headers, body, move |text, max_body_bytes| {
-        let limits = exposition::Limits { max_body_bytes, ..exposition::Limits::default() };
-        let parsed = exposition::decode(text, now_ms(), &limits)?;
-        metadata.record(&parsed.metadata);
-        Ok(parsed.series)
-    })
-    .await
-}
-
-/// The path of every text ingest endpoint: reads the body under the size limit, decompresses
-/// it under the decompressed-size limit, decodes it with `decode` (given that limit) and stores
-/// the result as one batch. Answers 204.
-async fn ingest_text(
-    st: AppState,
-    headers: HeaderMap,
-    body: Body,
-    decode: impl FnOnce(&[u8], usize) -> ocelli_wire::Result<Vec<DecodedSeries>> + Send + 'static,
-) -> Result<StatusCode> {
-    let body = read_body(body, st.limits.max_body_bytes).await?;
-    blocking(move || {
-        let max = st.limits.max_decompressed_bytes;
-        let text = request_body(&headers, body, max)?;
-        let series = decode(&text, max).map_err(|e| Error::BadData(e.to_string()))?;
-        store(&st, series)
-    })
-    .await?;
-    Ok(StatusCode::NO_CONTENT)
+        .route_layer(axum::middleware::from_fn_with_state(requests, crate::requests::track))
 }

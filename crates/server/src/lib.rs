@@ -2,9 +2,11 @@
 //! domain crates together, and serves them over HTTP.
 //!
 //! It owns the configuration file ([`config`], composed of each domain's section), start-up,
-//! reload and shutdown ([`http`]: [`Server`]), the ingest endpoints (remote_write, Influx line
-//! protocol, exposition text, JSON lines, OTLP/HTTP metrics and the Pushgateway API;
-//! `docs/api.md`), the Prometheus query API ([`query`]), the server's own metrics ([`metrics`]),
+//! reload and shutdown ([`http`]: [`Server`]), the ingest endpoints (`ingest`: remote_write,
+//! Influx line protocol, exposition text, JSON lines, OTLP/HTTP metrics and the Pushgateway
+//! API; `docs/api.md`), remote_read, the engine's status and flush (`admin`), the Prometheus
+//! query API ([`query`]), the server's own metrics ([`metrics`], with `requests` counting every
+//! route),
 //! CB-Dragonfly-style REST views over the stored series and the OpenAPI document ([`views`]),
 //! and sending what is stored on to remote_write receivers ([`remote_write`]). The engine is
 //! synchronous, so every call into it runs on tokio's blocking pool.
@@ -19,11 +21,16 @@
 //! Architecture invariant: dependencies point down from here; no domain crate depends on this
 //! one or names its `AppState`.
 
+mod admin;
 pub mod config;
 pub mod http;
+mod ingest;
 pub mod metrics;
 pub mod query;
+mod remote_read;
 pub mod remote_write;
+mod requests;
+mod state;
 pub mod views;
 
 pub use ocelli_alerting as alerting;

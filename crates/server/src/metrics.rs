@@ -7,48 +7,18 @@
 //! Written by hand: a few counters need no metrics library, and the text format is ours to
 //! emit exactly.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::State;
 use axum::http::header;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use parking_lot::Mutex;
 
 use crate::Result;
 use ocelli_model::format_value;
 
-use crate::http::{AppState, blocking};
+use crate::state::AppState;
+use ocelli_http::blocking;
 use ocelli_wire::exposition::escape_label_value as escape_label;
-
-/// Request counters by (handler, status code): count and total seconds.
-#[derive(Debug, Default)]
-pub struct RequestMetrics {
-    by_handler: Mutex<BTreeMap<(String, u16), (u64, f64)>>,
-}
-
-/// Middleware: counts and times every request under the route it matched.
-pub(crate) async fn track(
-    State(requests): State<std::sync::Arc<RequestMetrics>>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let handler = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "other".into());
-    let t0 = Instant::now();
-    let resp = next.run(req).await;
-    let secs = t0.elapsed().as_secs_f64();
-    let mut m = requests.by_handler.lock();
-    let e = m.entry((handler, resp.status().as_u16())).or_insert((0, 0.0));
-    e.0 += 1;
-    e.1 += secs;
-    resp
-}
 
 pub(crate) async fn metrics(State(st): State<AppState>) -> Result<Response> {
     let db = st.db.clone();
@@ -152,7 +122,7 @@ pub(crate) async fn metrics(State(st): State<AppState>) -> Result<Response> {
             );
         }
     }
-    let m = st.requests.by_handler.lock();
+    let m = st.requests.by_handler();
     out.push_str("# HELP ocelli_http_requests_total HTTP requests by handler and status code.\n# TYPE ocelli_http_requests_total counter\n");
     for ((h, code), (n, _)) in m.iter() {
         let _ = writeln!(

@@ -23,7 +23,7 @@ use ocelli_model::{Labels, Matcher, Sample};
 use ocelli_promql::{Engine, QueryValue, Resolution};
 use ocelli_tsdb::Db;
 
-use crate::http::AppState;
+use crate::state::AppState;
 use crate::{Error, Result};
 use ocelli_cluster::fanout::FanoutStorage;
 use ocelli_http::{blocking, read_body};

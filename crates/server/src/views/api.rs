@@ -18,8 +18,9 @@ use axum::routing::get;
 
 use super::{CSP_PARAMS, Scope, ViewQuery};
 use crate::Result;
-use crate::http::{AppState, now_ms};
 use crate::registry::agent::check_part;
+use crate::state::AppState;
+use ocelli_model::time::now_ms;
 
 /// The OpenAPI 3.0 document of the server's REST API.
 pub const OPENAPI: &str = include_str!("../../../../docs/openapi.json");

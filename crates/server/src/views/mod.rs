@@ -22,8 +22,8 @@ use std::time::{Duration, UNIX_EPOCH};
 use ocelli_model::Matcher;
 use serde_json::{Value, json};
 
-use crate::http::AppState;
 use crate::registry::Filter;
+use crate::state::AppState;
 use crate::{Error, Result};
 use fields::{Agg, Metric};
 use ocelli_model::time::{parse_api_duration as parse_duration, parse_time};
@@ -169,7 +169,7 @@ impl Scope {
                         Matcher::equal("ns", ns.as_str()),
                         Matcher::equal("vm_id", vm_id.as_str()),
                     ];
-                    let stored = crate::http::blocking(move || {
+                    let stored = ocelli_http::blocking(move || {
                         Ok(!db.series(&m, i64::MIN, i64::MAX, 1)?.is_empty())
                     })
                     .await?;
@@ -243,7 +243,7 @@ pub(crate) async fn view(st: &AppState, scope: Scope, q: ViewQuery) -> Result<Va
     let metric = q.metric;
     let matchers = r.matchers.clone();
     let vms = r.vms.clone();
-    let columns = crate::http::blocking(move || {
+    let columns = ocelli_http::blocking(move || {
         let s = DbStorage { db: &db, max_samples: engine.options().max_samples };
         let mut columns = Vec::with_capacity(metric.fields.len());
         for f in metric.fields {
