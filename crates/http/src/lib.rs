@@ -1,7 +1,9 @@
 //! The HTTP plumbing that the server and its domain crates (alerting, registry, scrape,
 //! cluster, ingest) share, so that none of them needs the server:
 //! - [`Error`] and its one mapping to an HTTP status and a Prometheus `errorType`
-//!   ([`error`]); every router answers errors through it;
+//!   ([`error`]); every router answers errors through it. The domain crates use this enum
+//!   instead of one `error.rs` each (STYLE's rule): their errors all end as an API answer, and
+//!   one enum keeps one mapping;
 //! - reading request bodies under a size limit, gzip included ([`body`]), and running the
 //!   synchronous storage engine on tokio's blocking pool ([`blocking`]);
 //! - the outbound HTTP client that the notifier, remote_write, the query fan-out and etcd use

@@ -252,6 +252,7 @@ mod tests {
         // the API also takes seconds with decimals
         assert_eq!(parse_api_duration("15"), Some(15_000));
         assert_eq!(parse_api_duration("0.5"), Some(500));
+        assert_eq!(parse_api_duration("500ms"), Some(500));
         assert_eq!(parse_api_duration("5x"), None);
     }
 
@@ -261,8 +262,19 @@ mod tests {
             let d = Duration::from_millis(ms);
             assert_eq!(parse_duration(&format_duration(d)), Some(d), "{ms}");
         }
-        assert_eq!(format_duration(Duration::from_millis(90_000)), "1m30s");
-        assert_eq!(format_duration(Duration::ZERO), "0s");
+        let cases = [
+            (0, "0s"),
+            (250, "250ms"),
+            (15_000, "15s"),
+            (60_000, "1m"),
+            (90_000, "1m30s"),
+            (7_200_000, "2h"),
+            (86_400_000, "1d"),
+            (1_500, "1s500ms"),
+        ];
+        for (ms, want) in cases {
+            assert_eq!(format_duration(Duration::from_millis(ms)), want);
+        }
     }
 
     #[test]

@@ -104,15 +104,17 @@ fn pools(addr: SocketAddr) -> Vec<String> {
     active.iter().map(|t| t["scrapePool"].as_str().unwrap().to_string()).collect()
 }
 
-/// Starts `ocelli server --config cfg` on a free port with its data and `stderr.log` in `dir`.
+/// Starts `ocelli server --config cfg` on port 0 with its data and `stderr.log` in `dir`; the
+/// address is the one it logs.
 fn serve_config(dir: &std::path::Path, cfg: &std::path::Path) -> (Proc, SocketAddr) {
-    let addr = free_addr();
+    let log = dir.join("stderr.log");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ocelli"));
-    cmd.args(["server", "--no-local-agent", "--listen", &addr.to_string(), "--config"])
+    cmd.args(["server", "--no-local-agent", "--listen", "127.0.0.1:0", "--config"])
         .arg(cfg)
         .arg("--data-dir")
         .arg(dir.join("data"));
-    let child = Proc::spawn(cmd, Some(&dir.join("stderr.log")));
+    let child = Proc::spawn(cmd, Some(&log));
+    let addr = ocelli_testkit::logged_addr(&log, Duration::from_secs(30));
     wait_ready(addr);
     (child, addr)
 }

@@ -92,6 +92,22 @@ pub fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Du
     }
 }
 
+/// The address a process logged as `addr=IP:PORT` in its log file, waiting for it at most
+/// `timeout`: a server started on port 0 logs the port it bound, so no other process can take
+/// it between a probe and the bind.
+pub fn logged_addr(log: &Path, timeout: Duration) -> SocketAddr {
+    let mut found = None;
+    wait_for(&format!("an addr= line in {}", log.display()), timeout, || {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        found = text
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("addr="))
+            .and_then(|a| a.parse::<SocketAddr>().ok());
+        found.is_some()
+    });
+    found.unwrap_or_else(|| panic!("no address in {}", log.display()))
+}
+
 /// A child process killed by PID (SIGKILL) and reaped when dropped.
 #[derive(Debug)]
 pub struct Proc {
