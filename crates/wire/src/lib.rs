@@ -14,6 +14,7 @@
 //! Architecture invariant: this crate depends only on `ocelli-model` among our crates.
 
 mod error;
+pub mod exemplar;
 pub mod exposition;
 pub mod influx;
 pub mod json;
@@ -24,3 +25,4 @@ mod series;
 mod text;
 
 pub use error::{Error, Result};
+pub use exemplar::Exemplar;
