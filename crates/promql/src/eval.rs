@@ -12,6 +12,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use ocelli_model::{Labels, METRIC_NAME, MatchOp, Matcher, Sample, is_stale_nan};
 use promql_parser::parser::{self, AtModifier, Expr, Offset, VectorSelector};
 
+use crate::stats::Acc;
 use crate::value::{MSeries, QueryValue, Range, RangeSeries, Steps, VSeries, Val};
 use crate::{Error, Options, Result, StepValues, Storage};
 
@@ -29,6 +30,8 @@ pub(crate) struct Ctx<'a> {
     query_end: i64,
     /// An aggregation waiting for its input's series one at a time (see `aggregate::Stream`).
     pub(crate) stream: std::cell::RefCell<Option<crate::aggregate::Stream>>,
+    /// Where samples are counted when the caller asked for statistics (see `stats`).
+    pub(crate) stats: Option<&'a Acc>,
 }
 
 pub(crate) fn instant(
@@ -37,10 +40,12 @@ pub(crate) fn instant(
     expr: &Expr,
     t: i64,
     resolution: crate::Resolution,
+    stats: Option<&Acc>,
 ) -> Result<QueryValue> {
-    let ctx = Ctx::new(opts, storage, t, t, resolution);
+    let ctx = Ctx::new(opts, storage, t, t, resolution, stats);
     let steps = Steps { start: t, step: 1, n: 1 };
-    Ok(match ctx.eval(expr, steps)? {
+    let val = ctx.timed_eval(expr, steps)?;
+    Ok(match val {
         Val::Scalar(v) => QueryValue::Scalar(t, v[0]),
         Val::Str(s) => QueryValue::String(t, s),
         Val::Vector(vs) => QueryValue::Vector(
@@ -53,17 +58,22 @@ pub(crate) fn instant(
             ctx.for_each_range_series(r.series, |s| {
                 let w: Vec<Sample> =
                     s.samples.into_iter().filter(|x| x.t >= start && x.t <= end).collect();
+                if let Some(acc) = ctx.stats {
+                    acc.add_total(w.len() as u64);
+                }
                 if !w.is_empty() {
                     out.push((s.labels, w));
                 }
                 Ok(())
             })?;
-            out.sort_by(|a, b| a.0.cmp(&b.0));
+            ctx.timed_sort(&mut out);
             QueryValue::Matrix(out)
         }
     })
 }
 
+// the query's parameters, as `Engine::range_at` takes them, and where to count stats
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn range(
     opts: &Options,
     storage: &dyn Storage,
@@ -72,11 +82,11 @@ pub(crate) fn range(
     end: i64,
     step: i64,
     resolution: crate::Resolution,
+    stats: Option<&Acc>,
 ) -> Result<QueryValue> {
-    let ctx = Ctx::new(opts, storage, start, end, resolution);
-    let n = ((end - start) / step) as usize + 1;
-    let steps = Steps { start, step, n };
-    let mut out: Vec<(Labels, Vec<Sample>)> = match ctx.eval(expr, steps)? {
+    let ctx = Ctx::new(opts, storage, start, end, resolution, stats);
+    let steps = Steps { start, step, n: steps_of(start, end, step) };
+    let mut out: Vec<(Labels, Vec<Sample>)> = match ctx.timed_eval(expr, steps)? {
         Val::Scalar(v) => vec![(
             Labels::default(),
             v.iter().enumerate().map(|(i, &v)| Sample::new(steps.at(i), v)).collect(),
@@ -101,8 +111,13 @@ pub(crate) fn range(
             )));
         }
     };
-    out.sort_by(|a, b| a.0.cmp(&b.0));
+    ctx.timed_sort(&mut out);
     Ok(QueryValue::Matrix(out))
+}
+
+/// The number of steps of a range query.
+pub(crate) fn steps_of(start: i64, end: i64, step: i64) -> usize {
+    ((end - start) / step) as usize + 1
 }
 
 /// Milliseconds of a duration, saturating.
@@ -162,6 +177,7 @@ impl<'a> Ctx<'a> {
         start: i64,
         end: i64,
         resolution: crate::Resolution,
+        stats: Option<&'a Acc>,
     ) -> Ctx<'a> {
         Ctx {
             opts,
@@ -172,6 +188,27 @@ impl<'a> Ctx<'a> {
             query_start: start,
             query_end: end,
             stream: std::cell::RefCell::new(None),
+            stats,
+        }
+    }
+
+    /// [`Ctx::eval`] of the whole query, timed and its samples noted when stats are asked for.
+    fn timed_eval(&self, expr: &Expr, steps: Steps) -> Result<Val> {
+        let Some(acc) = self.stats else { return self.eval(expr, steps) };
+        let t0 = Instant::now();
+        let v = self.eval(expr, steps);
+        Acc::set_time(&acc.inner_eval, t0.elapsed());
+        acc.peak.store(self.loaded.get() as u64, std::sync::atomic::Ordering::Relaxed);
+        v
+    }
+
+    /// Sorts the result series by labels, timed when stats are asked for.
+    fn timed_sort(&self, out: &mut [(Labels, Vec<Sample>)]) {
+        let t0 = self.stats.map(|_| Instant::now());
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        if let (Some(acc), Some(t0)) = (self.stats, t0) {
+            Acc::set_time(&acc.sort, t0.elapsed());
+            acc.peak.store(self.loaded.get() as u64, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
@@ -431,6 +468,10 @@ impl<'a> Ctx<'a> {
         };
         self.for_each_selected_mapped(vs, lo - lookback, hi, &pick, |labels, picked| {
             self.account(steps.n)?;
+            if let Some(acc) = self.stats {
+                let counts: Vec<u64> = picked.vals.iter().map(|v| u64::from(v.is_some())).collect();
+                acc.add(steps, &counts);
+            }
             if let Some(st) = stream.as_mut() {
                 st.add(&labels, false, &picked.vals);
                 return Ok(());

@@ -73,9 +73,11 @@ fn range_fn_with<P>(
     let ref_time = |t: i64| at.unwrap_or(t) - offset;
     let mut stream = ctx.stream.borrow_mut().take();
     // per series, on storage's reading threads: every step's window
+    let stats = ctx.stats;
     let windows = |samples: &[Sample]| {
         let p = prepare(samples);
         let mut vals = vec![None; steps.n];
+        let mut counts = stats.map(|_| vec![0u64; steps.n]);
         let (mut lo, mut hi) = (0usize, 0usize);
         for (i, slot) in vals.iter_mut().enumerate() {
             let end = ref_time(steps.at(i));
@@ -91,8 +93,14 @@ fn range_fn_with<P>(
             while hi < samples.len() && samples[hi].t <= end {
                 hi += 1;
             }
+            if let Some(c) = counts.as_mut() {
+                c[i] = (hi - lo) as u64;
+            }
             let ts = if at.is_some() { steps.start } else { steps.at(i) };
             *slot = f(&p, samples, lo, hi, &Window { ts, start, end, range, i });
+        }
+        if let (Some(acc), Some(c)) = (stats, counts) {
+            acc.add(steps, &c);
         }
         StepValues { vals, ts: None }
     };

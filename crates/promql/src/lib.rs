@@ -13,19 +13,27 @@
 //! aggregation and every function of 2.42 (native histograms excepted). [`Options`] bounds the
 //! samples a query may touch and its run time. Range functions and selectors read downsampled
 //! windows instead of raw samples where that gives the same answer (`rollup`, [`Resolution`]).
+//!
+//! For Prometheus' HTTP API the crate also words parse errors as Prometheus does
+//! (`1:4: parse error: unexpected end of input`, see [`parse`]), prettifies queries for
+//! `format_query` ([`format_query`]), and returns the statistics of `stats=all`
+//! ([`Engine::instant_with_stats`], [`Engine::range_with_stats`], [`QueryStats`]).
 
 mod aggregate;
 mod binary;
 mod error;
 mod eval;
 mod functions;
+mod parse_error;
 mod rollup;
+mod stats;
 mod value;
 
 use std::time::Duration;
 
 pub use error::{Error, Result, StorageError};
 pub use rollup::Resolution;
+pub use stats::{QuerySamples, QueryStats, QueryTimings};
 pub use value::{QueryValue, format_value};
 
 use ocelli_model::rollup::{Window, from_samples, window_end};
@@ -170,7 +178,25 @@ impl Engine {
         resolution: Resolution,
     ) -> Result<QueryValue> {
         let expr = parse(query)?;
-        eval::instant(&self.opts, storage, &expr, t, resolution)
+        eval::instant(&self.opts, storage, &expr, t, resolution, None)
+    }
+
+    /// [`Engine::instant_at`] with the statistics Prometheus returns for `stats=all` (see
+    /// [`QueryStats`] for what is counted and how). Its result is the same as without stats.
+    pub fn instant_with_stats(
+        &self,
+        storage: &dyn Storage,
+        query: &str,
+        t: i64,
+        resolution: Resolution,
+    ) -> Result<(QueryValue, QueryStats)> {
+        let t0 = std::time::Instant::now();
+        let expr = parse(query)?;
+        let prepared = t0.elapsed();
+        let acc = stats::Acc::new(value::Steps { start: t, step: 1, n: 1 });
+        let v = eval::instant(&self.opts, storage, &expr, t, resolution, Some(&acc))?;
+        let total = t0.elapsed();
+        Ok((v, acc.finish(false, prepared, total - prepared, total)))
     }
 
     /// Evaluates `query` at `start`, `start + step`, ... up to `end` (all ms); the result is
@@ -196,30 +222,108 @@ impl Engine {
         step: i64,
         resolution: Resolution,
     ) -> Result<QueryValue> {
-        if end < start {
-            return Err(Error::BadData("end timestamp must not be before start time".into()));
-        }
-        if step <= 0 {
-            return Err(Error::BadData(
-                "zero or negative query resolution step widths are not accepted. Try a positive integer"
-                    .into(),
-            ));
-        }
-        if (end - start) / step > MAX_POINTS_PER_SERIES {
-            return Err(Error::BadData(
-                "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)"
-                    .into(),
-            ));
-        }
+        check_range(start, end, step)?;
         let expr = parse(query)?;
-        eval::range(&self.opts, storage, &expr, start, end, step, resolution)
+        eval::range(&self.opts, storage, &expr, start, end, step, resolution, None)
+    }
+
+    /// [`Engine::range_at`] with the statistics Prometheus returns for `stats=all`, the
+    /// per-step sample counts included (see [`QueryStats`]). Its result is the same as without
+    /// stats.
+    pub fn range_with_stats(
+        &self,
+        storage: &dyn Storage,
+        query: &str,
+        start: i64,
+        end: i64,
+        step: i64,
+        resolution: Resolution,
+    ) -> Result<(QueryValue, QueryStats)> {
+        let t0 = std::time::Instant::now();
+        check_range(start, end, step)?;
+        let expr = parse(query)?;
+        let prepared = t0.elapsed();
+        let steps = value::Steps { start, step, n: eval::steps_of(start, end, step) };
+        let acc = stats::Acc::new(steps);
+        let v = eval::range(&self.opts, storage, &expr, start, end, step, resolution, Some(&acc))?;
+        let total = t0.elapsed();
+        Ok((v, acc.finish(true, prepared, total - prepared, total)))
     }
 }
 
-/// Parses a PromQL expression (with our extra functions registered).
+/// The checks Prometheus makes of a range query's times before parsing it.
+fn check_range(start: i64, end: i64, step: i64) -> Result<()> {
+    if end < start {
+        return Err(Error::BadData("end timestamp must not be before start time".into()));
+    }
+    if step <= 0 {
+        return Err(Error::BadData(
+                "zero or negative query resolution step widths are not accepted. Try a positive integer"
+                    .into(),
+            ));
+    }
+    if (end - start) / step > MAX_POINTS_PER_SERIES {
+        return Err(Error::BadData(
+                "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)"
+                    .into(),
+            ));
+    }
+    Ok(())
+}
+
+/// Parses a PromQL expression (with our extra functions registered). A failure is
+/// [`Error::Parse`] worded as Prometheus words it, `<line>:<col>: parse error: <message>`; see
+/// `parse_error` for where the position comes from and when it is approximate.
 pub fn parse(query: &str) -> Result<promql_parser::parser::Expr> {
     functions::register_extra();
-    promql_parser::parser::parse(query).map_err(Error::Parse)
+    promql_parser::parser::parse(query).map_err(|e| Error::Parse(parse_error::format(query, &e)))
+}
+
+/// `query` prettified as Prometheus' `/api/v1/format_query` answers it (`promql-parser`'s
+/// prettifier, which follows Prometheus'). One difference from Prometheus 2.42 is known and
+/// corrected: a positive infinite number literal is written `+Inf`, not `Inf`. Parse errors as
+/// [`parse`]'s.
+pub fn format_query(query: &str) -> Result<String> {
+    let pretty = parse(query)?.prettify();
+    Ok(fix_inf(&pretty))
+}
+
+/// `Inf` standing alone (a number literal, not part of a name or string) as `+Inf`.
+fn fix_inf(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut quote: Option<u8> = None;
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        match quote {
+            Some(q) if c == b'\\' && q != b'`' => {
+                out.push_str(&s[i..(i + 2).min(s.len())]);
+                i += 2;
+                continue;
+            }
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if matches!(c, b'"' | b'\'' | b'`') => quote = Some(c),
+            None if s[i..].starts_with("Inf") => {
+                let word = |x: u8| x.is_ascii_alphanumeric() || x == b'_' || x == b':';
+                let before = if i == 0 { None } else { Some(b[i - 1]) };
+                let after = b.get(i + 3).copied();
+                if !before.is_some_and(|x| word(x) || x == b'-' || x == b'+' || x == b'.')
+                    && !after.is_some_and(|x| word(x) || matches!(x, b'=' | b'!' | b'~'))
+                {
+                    out.push_str("+Inf");
+                    i += 3;
+                    continue;
+                }
+            }
+            None => {}
+        }
+        let ch = s[i..].chars().next().unwrap_or(' ');
+        out.push(ch);
+        i += ch.len_utf8();
+    }
+    out
 }
 
 /// Parses a series selector as the `match[]` parameters of the HTTP API take it, into one

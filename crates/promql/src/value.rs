@@ -5,7 +5,7 @@ pub use ocelli_model::format_value;
 use ocelli_model::{Label, Labels, METRIC_NAME, Sample};
 
 /// The steps a node is evaluated at: `start + i * step` for `i < n`.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Steps {
     pub start: i64,
     pub step: i64,
