@@ -19,7 +19,8 @@
 //! **Rules.** `symbols[0]` must be the empty string; every reference must be inside the table.
 //! A series' `labels_refs` has an even length; its labels go through the same checks as 1.0's
 //! (names valid, `__name__` present and valid, no repeated name; an empty value drops the label
-//! after its name is checked). A series carries samples or histograms, not both. Samples are
+//! after its name is checked). A series carries samples or histograms, not both (one with
+//! neither is accepted for its metadata and exemplars, and adds no series). Samples are
 //! kept bit for bit (stale markers included) and series with the same labels are merged, in
 //! order of first appearance. Metadata becomes one [`exposition::Metadata`] per metric name
 //! (the first series of a name that has a type, help or unit gives it; `UNSPECIFIED` is
@@ -46,14 +47,15 @@
 //! increasing or that reach `+Inf`, custom buckets with a zero bucket or negative buckets, and a
 //! histogram series that already has an `le` label.
 //!
-//! **Memory.** The decompressed request is capped by [`Limits::max_decompressed_bytes`]; what
-//! the decoded result takes (label strings and headers once per series or exemplar, each
-//! sample, each metadata entry) is capped at [`DECODED_BYTES_PER_PROTO_BYTE`] times that, 1 GiB
-//! with the default limits. A histogram is counted before its series are built, and its spans'
-//! lengths are checked against the counts it actually carries before any bucket is touched, so
-//! a tiny body claiming a huge span allocates nothing. The protobuf is walked by hand down to
-//! the sample, histogram and exemplar messages, which prost decodes one at a time, so no part
-//! of the request is held decoded in full beyond what the result keeps.
+//! **Memory.** The decompressed request is capped by [`Limits::max_decompressed_bytes`]. What
+//! decoding allocates beyond it is counted against [`DECODED_BYTES_PER_PROTO_BYTE`] times that
+//! cap (1 GiB with the default limits): label strings and headers once per series or exemplar,
+//! each sample, each metadata entry, and the slices the walk keeps (the symbols table, each
+//! series' histogram and exemplar messages). A histogram is counted before its series are
+//! built, and its spans' lengths are checked against the counts it actually carries before any
+//! bucket is touched, so a tiny body claiming a huge span allocates nothing. The protobuf is
+//! walked by hand down to the sample, histogram and exemplar messages, which prost decodes one
+//! at a time, so the request is never held decoded in full beside the result.
 //!
 //! **Deliberately absent.** `created_timestamp` is decoded (so a malformed one is an error) but
 //! not returned: Prometheus ignores it unless its created-timestamp zero-ingestion feature flag
@@ -415,8 +417,9 @@ pub fn encode(req: &Request) -> Vec<u8> {
 /// `Err`.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Decoded {
-    /// Float series, then (interleaved in order of first appearance) the classic series made
-    /// from native histograms; series with equal labels are merged.
+    /// The float series and the classic series made from native histograms, in order of first
+    /// appearance, series with equal labels merged. Every one has samples: a `TimeSeries` with
+    /// neither samples nor histograms gives only its metadata and exemplars.
     pub series: Vec<DecodedSeries>,
     /// One entry per metric name whose series carry a type, help or unit; the family is the
     /// series' `__name__` (for a histogram, the base name of its classic series).
@@ -463,6 +466,7 @@ pub fn decode_proto(proto: &[u8], limits: &Limits) -> Result<Decoded> {
         used: 0,
         max: max.saturating_mul(DECODED_BYTES_PER_PROTO_BYTE),
     };
+    d.charge(d.symbols.len() * size_of::<&str>())?;
     let mut r = proto;
     let mut index = 0;
     while !r.is_empty() {
@@ -662,6 +666,8 @@ impl<'a> Decoder<'a> {
                     };
                     let at = || field(&format!("{name}[{}]", list.len()));
                     list.push(len_delimited(&mut r, wt).map_err(|e| proto_err(at(), e))?);
+                    // a slice per message of two bytes or more: counted, as a sample is
+                    self.charge(size_of::<&[u8]>())?;
                 }
                 5 => message::merge(wt, &mut s.metadata, &mut r, ctx())
                     .map_err(|e| proto_err(field("metadata"), prost_reason(&e)))?,

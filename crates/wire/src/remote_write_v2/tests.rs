@@ -921,3 +921,34 @@ proptest! {
         let _ = decode_proto(&b, &Limits::default());
     }
 }
+
+#[test]
+fn many_tiny_messages_are_capped() {
+    // 100k empty histograms take 2 bytes each on the wire and far more decoded
+    let mut sym = Symbols::new();
+    let mut t = ts(&mut sym, &[("__name__", "h")], &[]);
+    t.histograms = vec![Histogram::default(); 100_000];
+    let proto = request(sym, vec![t]).encode_to_vec();
+    let limits = Limits { max_body_bytes: 1 << 20, max_decompressed_bytes: proto.len() };
+    assert!(matches!(
+        decode_proto(&proto, &limits),
+        Err(Error::RemoteWriteV2DecodedTooLarge { .. })
+    ));
+}
+
+#[test]
+fn created_timestamp_is_checked_not_kept() {
+    let mut sym = Symbols::new();
+    let mut t = ts(&mut sym, &[("__name__", "c_total")], &[(10, 1.0)]);
+    t.created_timestamp = 5;
+    let req = request(sym, vec![t]);
+    let got = dec(&req).unwrap();
+    assert!(same(&got.series, &[series(&[("__name__", "c_total")], &[(10, 1.0)])], false));
+    // the same series with created_timestamp as a length-delimited field (6, wire type 2)
+    let mut proto = Request { symbols: req.symbols.clone(), timeseries: vec![] }.encode_to_vec();
+    let series = [0x0a, 0x02, 0x01, 0x02, 0x32, 0x00];
+    proto.extend([0x2a, series.len() as u8]);
+    proto.extend(series);
+    let e = decode_proto(&proto, &Limits::default()).unwrap_err().to_string();
+    assert!(e.starts_with("remote write body: timeseries[0].created_timestamp: "), "{e}");
+}
