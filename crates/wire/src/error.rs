@@ -62,6 +62,12 @@ pub enum Error {
     InvalidPrecision(String),
     #[error("remote write request encodes to {len} bytes, more than one snappy block can hold")]
     EncodeTooLarge { len: usize },
+    /// A remote_write 2.0 request that decodes as protobuf but breaks the protocol's rules:
+    /// a reference past the symbols table, a bad histogram, a bad label set of an exemplar...
+    #[error("remote write 2.0 request: {path}: {reason}")]
+    RemoteWriteV2 { path: String, reason: String },
+    #[error("remote write 2.0 request: decoded series take more than the limit of {max} bytes")]
+    RemoteWriteV2DecodedTooLarge { max: usize },
     /// A remote_read request or answer that is not what the protocol allows.
     #[error("remote read request: {reason}")]
     RemoteRead { reason: String },

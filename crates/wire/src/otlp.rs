@@ -75,7 +75,7 @@ use self::proto::{
     any_value,
 };
 use crate::remote_write::DecodedSeries;
-use crate::series::{SeriesSet, labels_cost};
+use crate::series::{SeriesSet, float_label, labels_cost};
 use crate::{Error, Result};
 
 /// Size caps for one OTLP request.
@@ -676,18 +676,6 @@ fn per_unit_word(unit: &str) -> Option<&'static str> {
         "y" => "year",
         _ => return None,
     })
-}
-
-/// A bound or quantile as a label value: shortest decimal form, `+Inf`, `-Inf`, `NaN`.
-fn float_label(v: f64) -> String {
-    if v == f64::INFINITY {
-        "+Inf".to_owned()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".to_owned()
-    } else {
-        // Display never uses an exponent and gives the shortest digits that round-trip
-        format!("{v}")
-    }
 }
 
 /// An attribute value as a label value: strings as they are, anything else as JSON.

@@ -265,12 +265,12 @@ pub fn decode_raw(proto: &[u8]) -> Result<RawRequest<'_>> {
     Ok(req)
 }
 
-fn proto_err(path: String, reason: String) -> Error {
+pub(crate) fn proto_err(path: String, reason: String) -> Error {
     Error::ProtobufField { path, reason }
 }
 
 /// prost's description of a decode error, without its "failed to decode" prefix.
-fn prost_reason(e: &prost::DecodeError) -> String {
+pub(crate) fn prost_reason(e: &prost::DecodeError) -> String {
     let s = e.to_string();
     s.strip_prefix("failed to decode Protobuf message: ").map(str::to_string).unwrap_or(s)
 }
@@ -278,7 +278,7 @@ fn prost_reason(e: &prost::DecodeError) -> String {
 /// A field key: the field number and the wire type, with prost's checks. A one-byte key (field
 /// numbers up to 15, all this schema has) is taken here; anything else goes to prost.
 #[inline(always)]
-fn key(r: &mut &[u8]) -> Result<(u32, WireType), String> {
+pub(crate) fn key(r: &mut &[u8]) -> Result<(u32, WireType), String> {
     if let [b, rest @ ..] = *r
         && (8..0x80).contains(b)
         && let Ok(wt) = WireType::try_from(u64::from(b & 7))
@@ -308,7 +308,7 @@ fn varint(r: &mut &[u8]) -> Result<u64, String> {
 
 /// The body of a length-delimited field of wire type `wt`.
 #[inline(always)]
-fn len_delimited<'a>(r: &mut &'a [u8], wt: WireType) -> Result<&'a [u8], String> {
+pub(crate) fn len_delimited<'a>(r: &mut &'a [u8], wt: WireType) -> Result<&'a [u8], String> {
     if wt != WireType::LengthDelimited {
         return Err(format!("wire type {wt:?}, expected LengthDelimited"));
     }
@@ -323,7 +323,7 @@ fn len_delimited<'a>(r: &mut &'a [u8], wt: WireType) -> Result<&'a [u8], String>
     }
 }
 
-fn skip(r: &mut &[u8], tag: u32, wt: WireType) -> Result<(), String> {
+pub(crate) fn skip(r: &mut &[u8], tag: u32, wt: WireType) -> Result<(), String> {
     skip_field(wt, tag, r, DecodeContext::default()).map_err(|e| prost_reason(&e))
 }
 

@@ -57,6 +57,20 @@ pub(crate) fn labels_cost(labels: &[Label]) -> usize {
     labels.iter().map(|l| l.name.len() + l.value.len() + size_of::<Label>()).sum()
 }
 
+/// A bucket bound or quantile as a label value: the shortest decimal form that reads back as
+/// the same number (`0.005`, `1`, `1024`; never an exponent), `+Inf`, `-Inf` or `NaN`. Shared by
+/// the decoders that turn histograms into classic `le` series (OTLP, remote_write 2.0).
+pub(crate) fn float_label(v: f64) -> String {
+    if v == f64::INFINITY {
+        "+Inf".to_owned()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".to_owned()
+    } else {
+        // Display never uses an exponent and gives the shortest digits that round-trip
+        format!("{v}")
+    }
+}
+
 /// Size caps for a body whose decoded series can take far more memory than the body itself (the
 /// line protocol repeats a tag set for every field, OTLP an attribute set for every bucket).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
