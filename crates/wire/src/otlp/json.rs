@@ -17,7 +17,8 @@
 //! - `null` for any field means the field is absent; unknown fields are ignored (their values
 //!   are not checked), as are the fields [`super::proto`] does not model;
 //! - at most one member of a oneof (a metric's `gauge`/`sum`/..., a point's
-//!   `asDouble`/`asInt`, an `AnyValue`'s members) may be set.
+//!   `asDouble`/`asInt`, an `AnyValue`'s members) may be set;
+//! - a key repeated within one object is not refused: the last one counts (serde_json's map).
 //!
 //! Errors name the object they are in by its JSON path
 //! (`resourceMetrics[0].scopeMetrics[1].metrics[0].gauge.dataPoints[2]`, with the field names

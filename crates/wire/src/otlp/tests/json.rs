@@ -690,6 +690,11 @@ fn malformed_json_is_refused_saying_where() {
     for (body, want) in cases {
         assert_eq!(json_error(&body), want, "{body}");
     }
+
+    // nesting past serde_json's recursion limit is invalid JSON, not a stack overflow
+    let deep = format!("{}1{}", r#"{"arrayValue":{"values":["#.repeat(60), "]}}".repeat(60));
+    let e = json_error(&attr(&deep));
+    assert!(e.starts_with("OTLP request: invalid JSON: recursion limit exceeded"), "{e}");
 }
 
 #[test]
