@@ -1,12 +1,25 @@
-//! OTLP/HTTP metrics: an `ExportMetricsServiceRequest` protobuf (the messages are in [`proto`]),
-//! converted to Prometheus series as the OpenTelemetry specification's "Prometheus and
-//! OpenMetrics compatibility" section says, and as Prometheus' own OTLP receiver does where the
-//! specification leaves a choice.
+//! OTLP/HTTP metrics: an `ExportMetricsServiceRequest` in protobuf (the messages are in
+//! [`proto`]) or in OTLP/JSON, converted to Prometheus series as the OpenTelemetry
+//! specification's "Prometheus and OpenMetrics compatibility" section says, and as Prometheus'
+//! own OTLP receiver does where the specification leaves a choice.
 //!
-//! [`decode`] takes an uncompressed body (gzip, content types and status codes are the
-//! server's job) and returns [`Decoded`]: the series, and the data points that were dropped
-//! because Prometheus series cannot hold them, with why. [`encode`] writes series back as an
-//! OTLP request of gauges, for tests, fuzzing and pushing clients.
+//! [`decode`] takes an uncompressed protobuf body and [`decode_json`] an uncompressed
+//! `application/json` one (gzip, content types and status codes are the server's job); both
+//! return [`Decoded`]: the series, the metadata of each metric family, the exemplars, and the
+//! data points that were dropped because Prometheus series cannot hold them, with why. The
+//! response bodies are [`Decoded::response`] and [`error_status`] for protobuf,
+//! [`Decoded::response_json`] and [`error_status_json`] for JSON. [`encode`] writes series back
+//! as an OTLP protobuf request of gauges, for tests, fuzzing and pushing clients.
+//!
+//! **JSON.** A JSON body is read into the same [`proto`] messages as a protobuf one and then
+//! converted by the same code, so the same request gives the same [`Decoded`] in either
+//! encoding (the paths in rejection lines and conversion errors are the protobuf field paths in
+//! both). The mapping is protobuf's JSON mapping with OTLP's changes: lowerCamelCase field
+//! names (the `.proto` snake_case names are accepted too), hex `traceId`/`spanId`, enums as
+//! numbers or names, 64-bit integers as strings or numbers, doubles as numbers or `"NaN"`,
+//! `"Infinity"`, `"-Infinity"`, unknown fields ignored. An error in the JSON itself names the
+//! JSON path and field (`resourceMetrics[0].scopeMetrics[1].metrics[0].gauge.dataPoints[2]:
+//! expected a string or number for timeUnixNano, found true`).
 //!
 //! **Names.** A metric name is split at every character outside `[a-zA-Z0-9:]` and the pieces
 //! are joined with one `_` (so `http.server.request_duration` becomes
@@ -41,7 +54,26 @@
 //! among the resource's stored points; they are not copied onto the metrics. Generated labels
 //! (`le`, `quantile`) also override attributes of the same name. Instrumentation scopes and
 //! `Metric.metadata` hints are ignored (as by default in Prometheus' OTLP receiver), as are
-//! exemplars, start times, descriptions and `min`/`max`.
+//! start times, `min`/`max` and the exemplars of exponential histograms.
+//!
+//! **Metadata.** Each metric that is converted (not dropped, and with a type) gives one
+//! [`Metadata`] for the family it becomes, the first time that family is seen: the family is
+//! the metric's converted name as its series carry it, which is how Prometheus' OTLP receiver
+//! keys metadata (a counter's family is `x_total`; a histogram's or summary's is the name
+//! without `_bucket`/`_sum`/`_count`), so that looking up a series' `__name__` finds it. The
+//! kind is [`MetricKind::Gauge`] for gauges and non-monotonic sums, `Counter` for monotonic
+//! sums, `Histogram`, `Summary`; the help is the `description` (none when empty); the unit is
+//! the words the unit gives the name (`seconds`, `bytes_per_second`, `per_second` for
+//! `{packet}/s`; none for `1`, whose `_ratio` is a type suffix, or a unit in braces). A family
+//! with no points still has metadata; `target_info` has none.
+//!
+//! **Exemplars.** The exemplars of number and histogram points become [`Exemplar`]s of the
+//! series their point wrote: for a gauge or sum the point's series; for a histogram the
+//! `_bucket` series of the first bound at or above the exemplar's value, else `le="+Inf"` (as
+//! Prometheus places them). Their labels are the `filtered_attributes`, named and joined as
+//! point attributes are, then `trace_id` and `span_id` as lowercase hex of the bytes (when not
+//! empty), overriding attributes of those names. The value is `as_double` or `as_int` (0 when
+//! neither), the timestamp `time_unix_nano` in milliseconds.
 //!
 //! **Dropped, not refused.** Points Prometheus cannot represent are dropped and reported in
 //! [`Decoded::rejected_data_points`] and [`Decoded::partial_success`], OTLP's own way of
@@ -53,15 +85,19 @@
 //!
 //! **Refused.** A request that is not valid OTLP is an error, naming where
 //! (`resource_metrics[0].scope_metrics[1].metrics[2].data_points[0]: ...`), and nothing of it is
-//! returned: protobuf that does not decode, a metric or attribute name with no character valid
+//! returned: protobuf or JSON that does not decode, a metric or attribute name with no character valid
 //! in a Prometheus name, a histogram point whose `bucket_counts` is neither empty nor one longer
 //! than `explicit_bounds`, or whose bounds are not strictly increasing finite numbers (a last
-//! bound of `+Inf` would repeat the implicit one). Memory is capped by [`Limits`]: the body
-//! size, and what the decoded series take (a histogram with many buckets and many attributes
-//! repeats the attributes once per bucket).
+//! bound of `+Inf` would repeat the implicit one), an exemplar attribute name with no valid
+//! character. Memory is capped by [`Limits`]: the body size, and what the decoded series,
+//! exemplars and metadata take (a histogram with many buckets and many attributes repeats the
+//! attributes once per bucket). Before conversion a JSON body is held as a
+//! `serde_json::Value` tree, several times the size of the body.
 
+mod json;
 pub mod proto;
 
+use std::collections::HashSet;
 use std::mem::size_of;
 
 use base64::Engine as _;
@@ -69,14 +105,15 @@ use ocelli_model::{self as model, Label, Labels, METRIC_NAME, STALE_NAN};
 use prost::Message as _;
 
 use self::proto::{
-    AggregationTemporality, AnyValue, Data, ExportMetricsPartialSuccess,
+    AggregationTemporality, AnyValue, Data, ExemplarValue, ExportMetricsPartialSuccess,
     ExportMetricsServiceRequest, FLAG_NO_RECORDED_VALUE, Gauge, HistogramDataPoint, KeyValue,
     Metric, NumberDataPoint, Resource, ResourceMetrics, ScopeMetrics, SummaryDataPoint, Value,
     any_value,
 };
+use crate::exposition::{Metadata, MetricKind};
 use crate::remote_write::DecodedSeries;
 use crate::series::{SeriesSet, float_label, labels_cost};
-use crate::{Error, Result};
+use crate::{Error, Exemplar, Result};
 
 /// Size caps for one OTLP request.
 pub use crate::series::Limits;
@@ -91,6 +128,12 @@ pub struct Decoded {
     /// One line per metric whose points were dropped, saying why (at most
     /// [`MAX_REJECTION_LINES`]; the rest are counted in the last line).
     pub rejections: Vec<String>,
+    /// One entry per Prometheus metric family converted, in order of first appearance (see
+    /// the module doc for its name, kind, help and unit).
+    pub metadata: Vec<Metadata>,
+    /// The exemplars of number and histogram points, in order, each attached to a series in
+    /// [`Decoded::series`].
+    pub exemplars: Vec<Exemplar>,
 }
 
 /// How many metrics [`Decoded::rejections`] names before it only counts.
@@ -113,6 +156,25 @@ impl Decoded {
         proto::ExportMetricsServiceResponse { partial_success: self.partial_success() }
             .encode_to_vec()
     }
+
+    /// [`Decoded::response`] in OTLP/JSON, for a request that came as JSON: `{}` when nothing
+    /// was dropped, otherwise
+    /// `{"partialSuccess":{"rejectedDataPoints":"2","errorMessage":"..."}}` (a 64-bit integer
+    /// is a string in the protobuf JSON mapping).
+    pub fn response_json(&self) -> Vec<u8> {
+        let body = match self.partial_success() {
+            None => serde_json::json!({}),
+            Some(p) => {
+                let mut ps = serde_json::Map::new();
+                ps.insert("rejectedDataPoints".into(), p.rejected_data_points.to_string().into());
+                if !p.error_message.is_empty() {
+                    ps.insert("errorMessage".into(), p.error_message.into());
+                }
+                serde_json::json!({ "partialSuccess": ps })
+            }
+        };
+        body.to_string().into_bytes()
+    }
 }
 
 /// An encoded `google.rpc.Status`, the body of an OTLP/HTTP error response. `code` is a
@@ -121,13 +183,36 @@ pub fn error_status(code: i32, message: &str) -> Vec<u8> {
     proto::Status { code, message: message.to_owned() }.encode_to_vec()
 }
 
-/// Decodes an `ExportMetricsServiceRequest`. See the module doc for the rules.
+/// [`error_status`] in OTLP/JSON, for a request that came as JSON: `{"code":3,"message":"..."}`.
+pub fn error_status_json(code: i32, message: &str) -> Vec<u8> {
+    serde_json::json!({ "code": code, "message": message }).to_string().into_bytes()
+}
+
+/// Decodes an `ExportMetricsServiceRequest` in protobuf. See the module doc for the rules.
 pub fn decode(body: &[u8], limits: &Limits) -> Result<Decoded> {
+    check_size(body, limits)?;
+    let req = ExportMetricsServiceRequest::decode(body)
+        .map_err(|source| Error::OtlpProtobuf { source })?;
+    convert(&req, limits)
+}
+
+/// Decodes an `ExportMetricsServiceRequest` in OTLP/JSON (`application/json`): the same
+/// request gives the same [`Decoded`] as [`decode`] gives for its protobuf. See the module doc
+/// for the mapping.
+pub fn decode_json(body: &[u8], limits: &Limits) -> Result<Decoded> {
+    check_size(body, limits)?;
+    convert(&json::request(body)?, limits)
+}
+
+fn check_size(body: &[u8], limits: &Limits) -> Result<()> {
     if body.len() > limits.max_body_bytes {
         return Err(Error::OtlpBodyTooLarge { len: body.len(), max: limits.max_body_bytes });
     }
-    let req = ExportMetricsServiceRequest::decode(body)
-        .map_err(|source| Error::OtlpProtobuf { source })?;
+    Ok(())
+}
+
+/// The conversion both encodings share.
+fn convert(req: &ExportMetricsServiceRequest, limits: &Limits) -> Result<Decoded> {
     let mut c = Converter { max: limits.max_decoded_bytes, ..Converter::default() };
     for (i, rm) in req.resource_metrics.iter().enumerate() {
         c.resource(&format!("resource_metrics[{i}]"), rm)?;
@@ -140,6 +225,8 @@ pub fn decode(body: &[u8], limits: &Limits) -> Result<Decoded> {
         series: c.series.into_vec(),
         rejected_data_points: c.rejected_points,
         rejections: c.rejections,
+        metadata: c.metadata,
+        exemplars: c.exemplars,
     })
 }
 
@@ -186,6 +273,7 @@ fn gauge(s: &DecodedSeries) -> Result<Metric> {
                 attributes: attributes.clone(),
                 time_unix_nano: ns,
                 value: (!stale).then_some(Value::AsDouble(x.v)),
+                exemplars: Vec::new(),
                 flags: if stale { FLAG_NO_RECORDED_VALUE } else { 0 },
             })
         })
@@ -225,6 +313,9 @@ struct Converter {
     rejected_points: u64,
     rejected_metrics: usize,
     rejections: Vec<String>,
+    metadata: Vec<Metadata>,
+    families: HashSet<String>,
+    exemplars: Vec<Exemplar>,
 }
 
 impl Converter {
@@ -251,7 +342,7 @@ impl Converter {
                 )
             })
             .collect();
-        let info = attribute_labels(&others, || format!("{path}.resource"))?;
+        let info = attribute_labels(&others, || format!("{path}.resource.attributes"))?;
         let target = Target { job, instance, info };
 
         let mut latest: Option<i64> = None;
@@ -306,12 +397,16 @@ impl Converter {
         match &m.data {
             None => Ok(()),
             Some(Data::Gauge(g)) => {
-                self.numbers(path, &name(Kind::Gauge)?, &g.data_points, target, latest)
+                let name = name(Kind::Gauge)?;
+                self.family(&name, Kind::Gauge, m)?;
+                self.numbers(path, &name, &g.data_points, target, latest)
             }
             Some(Data::Sum(s)) => match cumulative(s.aggregation_temporality) {
                 Ok(()) => {
                     let kind = if s.is_monotonic { Kind::Counter } else { Kind::UpDown };
-                    self.numbers(path, &name(kind)?, &s.data_points, target, latest)
+                    let name = name(kind)?;
+                    self.family(&name, kind, m)?;
+                    self.numbers(path, &name, &s.data_points, target, latest)
                 }
                 Err(why) => {
                     self.reject(path, m, s.data_points.len(), why);
@@ -321,6 +416,7 @@ impl Converter {
             Some(Data::Histogram(h)) => match cumulative(h.aggregation_temporality) {
                 Ok(()) => {
                     let name = name(Kind::Histogram)?;
+                    self.family(&name, Kind::Histogram, m)?;
                     for (i, p) in h.data_points.iter().enumerate() {
                         let path = format!("{path}.data_points[{i}]");
                         *latest = (*latest).max(Some(self.histogram(&path, &name, p, target)?));
@@ -343,6 +439,7 @@ impl Converter {
             }
             Some(Data::Summary(s)) => {
                 let name = name(Kind::Summary)?;
+                self.family(&name, Kind::Summary, m)?;
                 for (i, p) in s.data_points.iter().enumerate() {
                     let path = format!("{path}.data_points[{i}]");
                     *latest = (*latest).max(Some(self.summary(&path, &name, p, target)?));
@@ -361,7 +458,8 @@ impl Converter {
         latest: &mut Option<i64>,
     ) -> Result<()> {
         for (i, p) in points.iter().enumerate() {
-            let attrs = attribute_labels(&p.attributes, || format!("{path}.data_points[{i}]"))?;
+            let path = format!("{path}.data_points[{i}]");
+            let attrs = attribute_labels(&p.attributes, || format!("{path}.attributes"))?;
             let t = ms(p.time_unix_nano);
             let v = match p.value {
                 _ if p.flags & FLAG_NO_RECORDED_VALUE != 0 => STALE_NAN,
@@ -369,7 +467,14 @@ impl Converter {
                 Some(Value::AsInt(v)) => v as f64,
                 None => 0.0,
             };
-            self.add(series_labels(&attrs, target, name, None), model::Sample::new(t, v))?;
+            let labels = series_labels(&attrs, target, name, None);
+            let exemplar_series = (!p.exemplars.is_empty()).then(|| labels.clone());
+            self.add(labels, model::Sample::new(t, v))?;
+            if let Some(series) = exemplar_series {
+                for (j, e) in p.exemplars.iter().enumerate() {
+                    self.exemplar(&format!("{path}.exemplars[{j}]"), series.clone(), e)?;
+                }
+            }
             *latest = (*latest).max(Some(t));
         }
         Ok(())
@@ -407,7 +512,7 @@ impl Converter {
                 bounds[j + 1]
             )));
         }
-        let attrs = attribute_labels(&p.attributes, || path.to_owned())?;
+        let attrs = attribute_labels(&p.attributes, || format!("{path}.attributes"))?;
         let t = ms(p.time_unix_nano);
         let stale = p.flags & FLAG_NO_RECORDED_VALUE != 0;
         let value = |v: f64| if stale { STALE_NAN } else { v };
@@ -428,6 +533,17 @@ impl Converter {
         }
         let labels = series_labels(&attrs, target, &format!("{name}_count"), None);
         self.add(labels, model::Sample::new(t, value(p.count as f64)))?;
+        // each exemplar goes to the bucket it falls in, as Prometheus does: the first written
+        // bound at or above its value, else +Inf
+        for (j, e) in p.exemplars.iter().enumerate() {
+            let v = exemplar_value(e);
+            let le = match bounds.iter().find(|b| **b >= v) {
+                Some(b) if !p.bucket_counts.is_empty() => float_label(*b),
+                _ => "+Inf".to_owned(),
+            };
+            let series = series_labels(&attrs, target, &bucket, Some(("le", le)));
+            self.exemplar(&format!("{path}.exemplars[{j}]"), series, e)?;
+        }
         Ok(t)
     }
 
@@ -439,7 +555,7 @@ impl Converter {
         p: &SummaryDataPoint,
         target: &Target,
     ) -> Result<i64> {
-        let attrs = attribute_labels(&p.attributes, || path.to_owned())?;
+        let attrs = attribute_labels(&p.attributes, || format!("{path}.attributes"))?;
         let t = ms(p.time_unix_nano);
         let stale = p.flags & FLAG_NO_RECORDED_VALUE != 0;
         let value = |v: f64| if stale { STALE_NAN } else { v };
@@ -455,20 +571,92 @@ impl Converter {
         Ok(t)
     }
 
-    /// Adds a sample, charging the new series and the sample against the memory cap.
-    fn add(&mut self, labels: Labels, sample: model::Sample) -> Result<()> {
-        let cost = labels_cost(labels.as_slice()) + size_of::<DecodedSeries>();
-        let new = self.series.push(labels, sample);
-        self.used = self.used.saturating_add(size_of::<model::Sample>()).saturating_add(if new {
-            cost
-        } else {
-            0
+    /// Records the metadata of the family `name` the first time it is converted.
+    fn family(&mut self, name: &str, kind: Kind, m: &Metric) -> Result<()> {
+        if self.families.contains(name) {
+            return Ok(());
+        }
+        let (main, per) = unit_words(&m.unit);
+        let unit = match (main, per) {
+            (Some(main), Some(per)) => Some(format!("{main}_{per}")),
+            (main, per) => main.or(per),
+        };
+        let meta = Metadata {
+            family: name.to_owned(),
+            kind: match kind {
+                Kind::Gauge | Kind::UpDown => MetricKind::Gauge,
+                Kind::Counter => MetricKind::Counter,
+                Kind::Histogram => MetricKind::Histogram,
+                Kind::Summary => MetricKind::Summary,
+            },
+            help: (!m.description.is_empty()).then(|| m.description.clone()),
+            unit,
+        };
+        let cost = size_of::<Metadata>()
+            + 2 * name.len()
+            + meta.help.as_ref().map_or(0, String::len)
+            + meta.unit.as_ref().map_or(0, String::len);
+        self.charge(cost)?;
+        self.families.insert(name.to_owned());
+        self.metadata.push(meta);
+        Ok(())
+    }
+
+    /// Adds an exemplar of the series `series`; `path` names it for errors.
+    fn exemplar(&mut self, path: &str, series: Labels, e: &proto::Exemplar) -> Result<()> {
+        let attrs =
+            attribute_labels(&e.filtered_attributes, || format!("{path}.filtered_attributes"))?;
+        let mut map: std::collections::BTreeMap<String, String> = attrs.into_iter().collect();
+        if !e.trace_id.is_empty() {
+            map.insert("trace_id".to_owned(), hex(&e.trace_id));
+        }
+        if !e.span_id.is_empty() {
+            map.insert("span_id".to_owned(), hex(&e.span_id));
+        }
+        let labels = Labels::from_sorted(map.into_iter().map(|(n, v)| Label::new(n, v)).collect());
+        self.charge(
+            size_of::<Exemplar>() + labels_cost(series.as_slice()) + labels_cost(labels.as_slice()),
+        )?;
+        self.exemplars.push(Exemplar {
+            series,
+            labels,
+            value: exemplar_value(e),
+            timestamp: ms(e.time_unix_nano),
         });
+        Ok(())
+    }
+
+    fn charge(&mut self, bytes: usize) -> Result<()> {
+        self.used = self.used.saturating_add(bytes);
         if self.used > self.max {
             return Err(Error::OtlpDecodedTooLarge { max: self.max });
         }
         Ok(())
     }
+
+    /// Adds a sample, charging the new series and the sample against the memory cap.
+    fn add(&mut self, labels: Labels, sample: model::Sample) -> Result<()> {
+        let cost = labels_cost(labels.as_slice()) + size_of::<DecodedSeries>();
+        let new = self.series.push(labels, sample);
+        self.charge(size_of::<model::Sample>() + if new { cost } else { 0 })
+    }
+}
+
+fn exemplar_value(e: &proto::Exemplar) -> f64 {
+    match e.value {
+        Some(ExemplarValue::AsDouble(v)) => v,
+        Some(ExemplarValue::AsInt(v)) => v as f64,
+        None => 0.0,
+    }
+}
+
+/// Bytes as lowercase hex: how trace and span ids are written as labels.
+fn hex(b: &[u8]) -> String {
+    use std::fmt::Write as _;
+    b.iter().fold(String::with_capacity(b.len() * 2), |mut s, x| {
+        let _ = write!(s, "{x:02x}");
+        s
+    })
 }
 
 fn ms(ns: u64) -> i64 {
@@ -503,7 +691,7 @@ fn series_labels(
 
 /// Attributes as sanitised label pairs, sorted by name, with colliding names joined (values in
 /// the order of the original names, separated by `;`) and empty values dropped. `path` names the
-/// owner of the attributes for errors.
+/// attribute list (`....attributes`) for errors.
 fn attribute_labels<'a, K: std::borrow::Borrow<KeyValue> + 'a>(
     attrs: &'a [K],
     path: impl Fn() -> String,
@@ -512,7 +700,7 @@ fn attribute_labels<'a, K: std::borrow::Borrow<KeyValue> + 'a>(
     for (i, kv) in attrs.iter().enumerate() {
         let kv = kv.borrow();
         let name = label_name(&kv.key).ok_or_else(|| Error::OtlpInvalid {
-            path: format!("{}.attributes[{i}]", path()),
+            path: format!("{}[{i}]", path()),
             reason: format!("attribute name {:?} has no character valid in a label name", kv.key),
         })?;
         let value = any_to_string(kv.value.as_ref());
@@ -562,9 +750,7 @@ fn metric_name(name: &str, unit: &str, kind: Kind) -> Option<String> {
         _ => "",
     };
     strip_word(&mut out, type_suffix);
-    let (main, per) = unit.split_once('/').unwrap_or((unit, ""));
-    let main = unit_part(main, unit_word);
-    let per = unit_part(per, per_unit_word).map(|w| format!("per_{w}"));
+    let (main, per) = unit_words(unit);
     if let Some(per) = &per {
         strip_word(&mut out, per);
     }
@@ -618,6 +804,13 @@ fn strip_word(s: &mut String, w: &str) -> bool {
     let keep = s.len().saturating_sub(w.len() + 1);
     s.truncate(keep);
     true
+}
+
+/// The words a unit adds to a name: the main unit's (`bytes`) and the one after `/`
+/// (`per_second`), each `None` when empty, dimensionless or in braces.
+fn unit_words(unit: &str) -> (Option<String>, Option<String>) {
+    let (main, per) = unit.split_once('/').unwrap_or((unit, ""));
+    (unit_part(main, unit_word), unit_part(per, per_unit_word).map(|w| format!("per_{w}")))
 }
 
 /// One side of a unit: dropped when empty or in braces, otherwise mapped by `word` and

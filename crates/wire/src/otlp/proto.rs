@@ -4,8 +4,8 @@
 //! (field numbers and types as there; no build script, no protoc), plus `google.rpc.Status`,
 //! the body of an OTLP/HTTP error response.
 //!
-//! Only what the conversion uses is modelled. prost skips the rest on decoding: exemplars,
-//! `min`/`max`, start times, schema URLs, `Metric.metadata`, `Resource.entity_refs`,
+//! Only what the conversion uses is modelled. prost skips the rest on decoding (and
+//! [`super::decode_json`] ignores the same fields): `min`/`max`, start times, schema URLs, `Metric.metadata`, `Resource.entity_refs`,
 //! `KeyValue.key_strindex` and `AnyValue.string_value_strindex` (profiles only), and every field
 //! of an exponential histogram point (such points are counted, then dropped).
 
@@ -165,6 +165,8 @@ pub struct NumberDataPoint {
     pub time_unix_nano: u64,
     #[prost(oneof = "Value", tags = "4, 6")]
     pub value: Option<Value>,
+    #[prost(message, repeated, tag = "5")]
+    pub exemplars: Vec<Exemplar>,
     #[prost(uint32, tag = "8")]
     pub flags: u32,
 }
@@ -193,8 +195,37 @@ pub struct HistogramDataPoint {
     pub bucket_counts: Vec<u64>,
     #[prost(double, repeated, tag = "7")]
     pub explicit_bounds: Vec<f64>,
+    #[prost(message, repeated, tag = "8")]
+    pub exemplars: Vec<Exemplar>,
     #[prost(uint32, tag = "10")]
     pub flags: u32,
+}
+
+/// `opentelemetry.proto.metrics.v1.Exemplar`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Exemplar {
+    #[prost(message, repeated, tag = "7")]
+    pub filtered_attributes: Vec<KeyValue>,
+    #[prost(fixed64, tag = "2")]
+    pub time_unix_nano: u64,
+    /// The same oneof as a number point's: `as_double` (3) or `as_int` (6).
+    #[prost(oneof = "ExemplarValue", tags = "3, 6")]
+    pub value: Option<ExemplarValue>,
+    /// Empty, or the 8 bytes of a span id.
+    #[prost(bytes = "vec", tag = "4")]
+    pub span_id: Vec<u8>,
+    /// Empty, or the 16 bytes of a trace id.
+    #[prost(bytes = "vec", tag = "5")]
+    pub trace_id: Vec<u8>,
+}
+
+/// The `value` oneof of `Exemplar`.
+#[derive(Clone, Copy, PartialEq, prost::Oneof)]
+pub enum ExemplarValue {
+    #[prost(double, tag = "3")]
+    AsDouble(f64),
+    #[prost(sfixed64, tag = "6")]
+    AsInt(i64),
 }
 
 /// `opentelemetry.proto.metrics.v1.SummaryDataPoint`.

@@ -19,7 +19,7 @@ fn attrs(pairs: &[(&str, &str)]) -> Vec<KeyValue> {
 }
 
 fn number(attributes: Vec<KeyValue>, time_unix_nano: u64, value: Option<Value>) -> NumberDataPoint {
-    NumberDataPoint { attributes, time_unix_nano, value, flags: 0 }
+    NumberDataPoint { attributes, time_unix_nano, value, exemplars: vec![], flags: 0 }
 }
 
 fn double(attributes: &[(&str, &str)], t_ms: u64, v: f64) -> NumberDataPoint {
@@ -81,6 +81,7 @@ fn hpoint(
         sum,
         bucket_counts: counts.to_vec(),
         explicit_bounds: bounds.to_vec(),
+        exemplars: vec![],
         flags: 0,
     }
 }
@@ -415,6 +416,168 @@ fn empty_and_typeless() {
     check(&request(vec![ResourceMetrics { resource: None, scope_metrics: vec![] }]), "");
 }
 
+#[test]
+fn metadata_per_family() {
+    use AggregationTemporality::*;
+    let p = || vec![double(&[], 1, 1.0)];
+    let described = |mut m: Metric, d: &str| {
+        m.description = d.to_owned();
+        m
+    };
+    let body = request(vec![
+        resource(
+            vec![kv("service.name", s("a"))],
+            vec![
+                described(gauge("process.memory.usage", "By", p()), "Resident memory."),
+                gauge("cpu.utilization", "1", p()),
+                sum("http.requests", "{request}", true, Cumulative, p()),
+                sum("io", "By", true, Cumulative, p()),
+                sum("queue", "", false, Cumulative, p()),
+                histogram("rpc.duration", "ms", Cumulative, vec![]),
+                metric("lat", "s", Data::Summary(Summary { data_points: vec![] })),
+                gauge("net.io", "By/s", p()),
+                gauge("packets", "{packet}/s", p()),
+                // dropped or typeless: no family
+                sum("delta", "s", true, Delta, p()),
+                Metric { name: "t".into(), description: "d".into(), unit: "s".into(), data: None },
+            ],
+        ),
+        // the same family again: the first description stays
+        resource(vec![], vec![described(gauge("process.memory.usage", "By", p()), "other")]),
+    ]);
+    let got = decode(&body, &Limits::default()).unwrap();
+    let text: Vec<String> = got
+        .metadata
+        .iter()
+        .map(|m| format!("{} {} {:?} {:?}", m.family, m.kind, m.help, m.unit))
+        .collect();
+    assert_eq!(
+        text,
+        [
+            r#"process_memory_usage_bytes gauge Some("Resident memory.") Some("bytes")"#,
+            "cpu_utilization_ratio gauge None None",
+            "http_requests_total counter None None",
+            r#"io_bytes_total counter None Some("bytes")"#,
+            "queue gauge None None",
+            r#"rpc_duration_milliseconds histogram None Some("milliseconds")"#,
+            r#"lat_seconds summary None Some("seconds")"#,
+            r#"net_io_bytes_per_second gauge None Some("bytes_per_second")"#,
+            r#"packets_per_second gauge None Some("per_second")"#,
+        ]
+    );
+}
+
+fn exemplar(
+    attributes: &[(&str, &str)],
+    t_ns: u64,
+    value: Option<ExemplarValue>,
+    trace_id: &[u8],
+    span_id: &[u8],
+) -> proto::Exemplar {
+    proto::Exemplar {
+        filtered_attributes: attrs(attributes),
+        time_unix_nano: t_ns,
+        value,
+        span_id: span_id.to_vec(),
+        trace_id: trace_id.to_vec(),
+    }
+}
+
+/// Renders exemplars one a line: series, labels, `value@ms`.
+fn render_exemplars(got: &Decoded) -> String {
+    got.exemplars
+        .iter()
+        .map(|e| format!("{} {} {}@{}\n", e.series, e.labels, e.value, e.timestamp))
+        .collect()
+}
+
+#[test]
+fn exemplars_attach_to_the_series_their_point_wrote() {
+    use AggregationTemporality::*;
+    use ExemplarValue::*;
+    let trace: Vec<u8> = (0..16).collect();
+    let span = [0xde, 0xad, 0xbe, 0xef, 0, 1, 2, 0xff];
+    let mut g = double(&[("a", "1")], 1, 1.0);
+    g.exemplars = vec![
+        exemplar(
+            &[("user.id", "7"), ("trace_id", "spoof")],
+            2_999_999,
+            Some(AsDouble(0.5)),
+            &trace,
+            &span,
+        ),
+        exemplar(&[], 0, None, &[], &[]),
+    ];
+    let mut c = number(vec![], 5_000_000, Some(Value::AsInt(3)));
+    c.exemplars = vec![exemplar(&[("trace.id", "x")], 4_000_000, Some(AsInt(-2)), &[], &[0xab])];
+    let mut stale = double(&[("a", "2")], 6, 0.0);
+    stale.flags = FLAG_NO_RECORDED_VALUE;
+    stale.exemplars = vec![exemplar(&[], 6_000_000, Some(AsDouble(1.0)), &[], &[])];
+    let mut h = hpoint(&[("m", "get")], 10, 6, Some(3.0), &[1, 2, 3], &[0.1, 1.0]);
+    h.exemplars = [0.05, 0.1, 0.5, 1.0, 5.0, f64::NAN, f64::NEG_INFINITY]
+        .iter()
+        .map(|v| exemplar(&[], 9_000_000, Some(AsDouble(*v)), &[], &[]))
+        .collect();
+    let mut bare = hpoint(&[], 11, 2, None, &[], &[]);
+    bare.exemplars = vec![exemplar(&[], 11_000_000, Some(AsDouble(0.0)), &[], &[])];
+    let body = metrics(vec![
+        gauge("g", "", vec![g, stale]),
+        sum("c", "", true, Cumulative, vec![c]),
+        histogram("h", "s", Cumulative, vec![h, bare]),
+    ]);
+    let got = decode(&body, &Limits::default()).unwrap();
+    crate::text::assert_golden(
+        &render_exemplars(&got),
+        r#"
+        g{a="1"} {span_id="deadbeef000102ff", trace_id="000102030405060708090a0b0c0d0e0f", user_id="7"} 0.5@2
+        g{a="1"} {} 0@0
+        g{a="2"} {} 1@6
+        c_total{} {span_id="ab", trace_id="x"} -2@4
+        h_seconds_bucket{le="0.1", m="get"} {} 0.05@9
+        h_seconds_bucket{le="0.1", m="get"} {} 0.1@9
+        h_seconds_bucket{le="1", m="get"} {} 0.5@9
+        h_seconds_bucket{le="1", m="get"} {} 1@9
+        h_seconds_bucket{le="+Inf", m="get"} {} 5@9
+        h_seconds_bucket{le="+Inf", m="get"} {} NaN@9
+        h_seconds_bucket{le="0.1", m="get"} {} -inf@9
+        h_seconds_bucket{le="+Inf"} {} 0@11"#,
+        "exemplars",
+    );
+    // each exemplar's series is one the request wrote
+    for e in &got.exemplars {
+        assert!(got.series.iter().any(|s| s.labels == e.series), "{}", e.series);
+    }
+
+    // an exemplar attribute with no valid character is an error, named by its path
+    let mut p = double(&[], 1, 1.0);
+    p.exemplars = vec![
+        exemplar(&[], 0, None, &[], &[]),
+        exemplar(&[("ok", "1"), ("..", "x")], 0, None, &[], &[]),
+    ];
+    assert_eq!(
+        error(&metrics(vec![gauge("g", "", vec![p.clone()])]), &Limits::default()),
+        r#"resource_metrics[0].scope_metrics[0].metrics[0].data_points[0].exemplars[1].filtered_attributes[1]: attribute name ".." has no character valid in a label name"#
+    );
+    let mut hp = hpoint(&[], 1, 1, None, &[], &[]);
+    hp.exemplars = p.exemplars;
+    assert_eq!(
+        error(&metrics(vec![histogram("h", "", Cumulative, vec![hp])]), &Limits::default()),
+        r#"resource_metrics[0].scope_metrics[0].metrics[0].data_points[0].exemplars[1].filtered_attributes[1]: attribute name ".." has no character valid in a label name"#
+    );
+
+    // exemplars count against the decoded-size limit
+    let big = "x".repeat(1000);
+    let mut p = double(&[], 1, 1.0);
+    p.exemplars = vec![exemplar(&[("a", &big)], 0, None, &[], &[]); 2000];
+    let body = metrics(vec![gauge("g", "", vec![p])]);
+    assert!(body.len() < 2_100_000, "{}", body.len());
+    let limits = Limits { max_decoded_bytes: 1 << 20, ..Limits::default() };
+    assert_eq!(
+        error(&body, &limits),
+        "OTLP request: decoded series take more than the limit of 1048576 bytes"
+    );
+}
+
 fn error(body: &[u8], limits: &Limits) -> String {
     match decode(body, limits) {
         Ok(d) => panic!("decoded to {d:?}"),
@@ -627,15 +790,38 @@ fn arb_attrs() -> impl Strategy<Value = Vec<KeyValue>> {
     )
 }
 
+/// Exemplars with odd attributes, either value type or none, and ids of any length.
+fn arb_exemplars() -> impl Strategy<Value = Vec<proto::Exemplar>> {
+    let value = prop_oneof![
+        any::<f64>().prop_map(ExemplarValue::AsDouble),
+        (-20..20i64).prop_map(ExemplarValue::AsInt),
+        (-12.0..12.0f64).prop_map(ExemplarValue::AsDouble),
+    ];
+    let id = prop::collection::vec(any::<u8>(), 0..3);
+    let exemplar = (arb_attrs(), any::<u64>(), prop::option::of(value), id.clone(), id).prop_map(
+        |(filtered_attributes, time_unix_nano, value, span_id, trace_id)| proto::Exemplar {
+            filtered_attributes,
+            time_unix_nano,
+            value,
+            span_id,
+            trace_id,
+        },
+    );
+    prop::collection::vec(exemplar, 0..2)
+}
+
 /// Any request the decoder might see from a client: odd names and units, every kind of
 /// metric, both temporalities, stale flags, wrong bucket counts now and then.
 fn arb_request() -> impl Strategy<Value = ExportMetricsServiceRequest> {
     let t = 0..u64::MAX;
-    let number = (arb_attrs(), t.clone(), prop::option::of(any::<f64>()), 0..3u32)
-        .prop_map(|(attributes, time_unix_nano, v, flags)| NumberDataPoint {
+    let value =
+        prop_oneof![any::<f64>().prop_map(Value::AsDouble), any::<i64>().prop_map(Value::AsInt)];
+    let number = (arb_attrs(), t.clone(), prop::option::of(value), arb_exemplars(), 0..3u32)
+        .prop_map(|(attributes, time_unix_nano, value, exemplars, flags)| NumberDataPoint {
             attributes,
             time_unix_nano,
-            value: v.map(Value::AsDouble),
+            value,
+            exemplars,
             flags,
         })
         .boxed();
@@ -646,10 +832,20 @@ fn arb_request() -> impl Strategy<Value = ExportMetricsServiceRequest> {
         prop::option::of(any::<f64>()),
         prop::collection::vec(any::<u64>(), 0..4),
         prop::collection::vec(-10.0..10.0f64, 0..3),
+        arb_exemplars(),
         0..2u32,
     )
         .prop_map(
-            |(attributes, time_unix_nano, count, sum, bucket_counts, mut bounds, flags)| {
+            |(
+                attributes,
+                time_unix_nano,
+                count,
+                sum,
+                bucket_counts,
+                mut bounds,
+                exemplars,
+                flags,
+            )| {
                 bounds.sort_by(f64::total_cmp);
                 HistogramDataPoint {
                     attributes,
@@ -658,6 +854,7 @@ fn arb_request() -> impl Strategy<Value = ExportMetricsServiceRequest> {
                     sum,
                     bucket_counts,
                     explicit_bounds: bounds,
+                    exemplars,
                     flags,
                 }
             },
@@ -701,13 +898,9 @@ fn arb_request() -> impl Strategy<Value = ExportMetricsServiceRequest> {
     ];
     let unit =
         prop_oneof![Just(""), Just("1"), Just("s"), Just("By/s"), Just("{x}"), Just("a.b/c")];
-    let metric =
-        ("[a-c._1 :-]{0,6}", unit, prop::option::of(data)).prop_map(|(name, unit, data)| Metric {
-            name,
-            description: String::new(),
-            unit: unit.to_owned(),
-            data,
-        });
+    let metric = ("[a-c._1 :-]{0,6}", "[a-z]{0,2}", unit, prop::option::of(data)).prop_map(
+        |(name, description, unit, data)| Metric { name, description, unit: unit.to_owned(), data },
+    );
     let rm = (arb_attrs(), prop::collection::vec(metric, 0..4))
         .prop_map(|(attributes, metrics)| resource(attributes, metrics));
     prop::collection::vec(rm, 0..3)
@@ -724,6 +917,21 @@ fn check_invariants(got: &Decoded) -> Result<(), TestCaseError> {
         prop_assert!(seen.insert(s.labels.clone()), "{} twice", s.labels);
     }
     prop_assert_eq!(got.rejected_data_points == 0, got.rejections.is_empty());
+    for e in &got.exemplars {
+        prop_assert!(seen.contains(&e.series), "exemplar of {} with no such series", e.series);
+        for l in e.labels.iter() {
+            prop_assert!(
+                model::is_valid_label_name(&l.name) && !l.name.starts_with("__"),
+                "{}",
+                e.labels
+            );
+            prop_assert!(!l.value.is_empty(), "{}", e.labels);
+        }
+    }
+    let mut families = std::collections::HashSet::new();
+    for m in &got.metadata {
+        prop_assert!(families.insert(&m.family), "metadata of {} twice", m.family);
+    }
     let again = decode(&encode(&got.series).unwrap(), &Limits::default()).unwrap();
     prop_assert!(same(&again.series, &got.series), "{:?}\n{:?}", got.series, again.series);
     Ok(())
@@ -771,3 +979,5 @@ proptest! {
         }
     }
 }
+
+mod json;
