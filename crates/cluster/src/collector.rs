@@ -50,6 +50,10 @@ pub struct Sink {
     pub db: Arc<Db>,
     pub aggregator: Arc<Aggregator>,
     pub limits: ocelli_wire::remote_write::Limits,
+    /// The time range a sample must fall in; samples outside are left out and logged.
+    pub bounds: ocelli_ingest::bounds::Bounds,
+    /// Where the batches' metadata goes (the metadata API).
+    pub metadata: Arc<ocelli_storage::MetadataStore>,
 }
 
 /// Counters and the current view, for `/metrics` and `/api/v1/status/cluster`.
@@ -344,15 +348,23 @@ async fn consume(
                     &sink.db,
                     &sink.aggregator,
                     &sink.limits,
+                    &sink.bounds,
                     &data,
+                    &mut |m| sink.metadata.record(m),
                 )
             })
             .await
             .unwrap_or_else(|e| Err(ocelli_http::Error::Internal(e.to_string())));
             let acked = match stored {
-                Ok(n) => {
+                Ok(written) => {
+                    if written.refused.total() > 0 {
+                        tracing::warn!(queue = %q, agent = %routing_key,
+                            too_old = written.refused.too_old,
+                            too_far_in_future = written.refused.too_new,
+                            "collector: samples outside the time bounds left out");
+                    }
                     stats.stored.fetch_add(1, Ordering::Relaxed);
-                    stats.samples.fetch_add(n as u64, Ordering::Relaxed);
+                    stats.samples.fetch_add(written.samples as u64, Ordering::Relaxed);
                     acker.ack(BasicAckOptions::default()).await
                 }
                 Err(e) if e.status().0.is_client_error() => {

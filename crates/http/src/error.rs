@@ -86,7 +86,11 @@ impl Error {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let (code, kind) = self.status();
-        if code.is_server_error() {
+        // a query past its timeout (often the one the client asked for) is the client's
+        // limit working, not a fault of the server
+        if kind == "timeout" {
+            tracing::info!(error = %self, "request timed out");
+        } else if code.is_server_error() {
             tracing::error!(error = %self, "request failed");
         }
         let body =

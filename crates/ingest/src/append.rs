@@ -1,6 +1,7 @@
 //! Decode-and-append: remote_write bodies ([`store_remote_write`]) and already decoded series
-//! ([`store_decoded`]) appended as one all-or-nothing batch through ingest aggregation, and the
-//! hook run after every write ([`set_after_write`]).
+//! ([`store_decoded`]) appended as one all-or-nothing batch through ingest aggregation, after
+//! the samples outside the time [`Bounds`] have been taken out; and the hook run after every
+//! write ([`set_after_write`]).
 
 use ocelli_http::{Error, Result};
 use ocelli_model::time::now_ms;
@@ -8,6 +9,7 @@ use ocelli_tsdb::{Db, SeriesSamples};
 use ocelli_wire::remote_write::DecodedSeries;
 
 use crate::aggregate::Aggregator;
+use crate::bounds::{Bounds, Refused};
 
 /// Run on the blocking thread that has just appended a write request (any ingest format, and
 /// the collector's AMQP deliveries); the binary sets it to hand the memory that thread freed
@@ -26,27 +28,60 @@ fn after_write() {
     }
 }
 
-/// Appends decoded series as one all-or-nothing batch, through ingest aggregation. Blocking.
-pub fn store_decoded(db: &Db, aggregator: &Aggregator, series: Vec<DecodedSeries>) -> Result<()> {
+/// What one write stored and what it left out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Written {
+    /// Samples stored.
+    pub samples: usize,
+    /// Samples left out for being outside the time bounds.
+    pub refused: Refused,
+    /// Metadata entries the request carried.
+    pub metadata: usize,
+}
+
+impl Written {
+    /// `Ok` when nothing was refused, else a `BadData` error that says what was stored and what
+    /// was not: the answer Prometheus gives a remote write with out-of-bounds samples.
+    pub fn into_result(self, bounds: &Bounds) -> Result<Written> {
+        match self.refused.message(bounds, self.samples) {
+            None => Ok(self),
+            Some(msg) => Err(Error::BadData(msg)),
+        }
+    }
+}
+
+/// Appends decoded series as one all-or-nothing batch, through ingest aggregation, without the
+/// samples outside `bounds`. Blocking.
+pub fn store_decoded(
+    db: &Db,
+    aggregator: &Aggregator,
+    bounds: &Bounds,
+    mut series: Vec<DecodedSeries>,
+) -> Result<Written> {
+    let now = now_ms();
+    let refused = bounds.filter(&mut series, now);
+    let samples = series.iter().map(|s| s.samples.len()).sum();
     let batch: Vec<SeriesSamples> = series
         .into_iter()
         .map(|s| SeriesSamples { labels: s.labels, samples: s.samples })
         .collect();
-    let res = aggregator.append(db, batch, now_ms());
+    let res = aggregator.append(db, batch, now);
     after_write();
-    res
+    res.map(|()| Written { samples, refused, metadata: 0 })
 }
 
-/// Decodes a remote_write body (snappy, protobuf) and appends it whole, through ingest
-/// aggregation; a malformed body is a `BadData` error naming what is wrong, and stores nothing.
-/// Shared by `POST /api/v1/write` and the collector role's AMQP consumers. Blocking. Returns
-/// the number of samples in the body.
+/// Decodes a remote_write 1.0 body (snappy, protobuf) and appends it whole, through ingest
+/// aggregation, without the samples outside `bounds`; a malformed body is a `BadData` error
+/// naming what is wrong, and stores nothing. Shared by `POST /api/v1/write` and the collector
+/// role's AMQP consumers. Blocking. The request's metadata goes to `metadata`.
 pub fn store_remote_write(
     db: &Db,
     aggregator: &Aggregator,
     limits: &ocelli_wire::remote_write::Limits,
+    bounds: &Bounds,
     body: &[u8],
-) -> Result<usize> {
+    metadata: &mut dyn FnMut(&[ocelli_wire::exposition::Metadata]),
+) -> Result<Written> {
     use ocelli_wire::remote_write as rw;
     // One decompression buffer per blocking thread: a fresh one per request would have
     // the kernel zero new pages every time (measured: 4% of ingest CPU). Buffers grown
@@ -59,15 +94,28 @@ pub fn store_remote_write(
         let bad = |e: ocelli_wire::Error| Error::BadData(e.to_string());
         let res = rw::decompress_into(body, limits, proto).map_err(bad).and_then(|()| {
             let req = rw::decode_raw(proto).map_err(bad)?;
-            let series: Vec<_> = req.series().collect();
-            let samples = series.iter().map(|s| s.samples.len()).sum();
-            aggregator.append_raw(db, &series, now_ms()).map(|()| samples).map_err(|e| match e {
+            let now = now_ms();
+            let mut series: Vec<_> = req.series().collect();
+            let mut written = Written { metadata: req.metadata().len(), ..Written::default() };
+            let kept;
+            if let Some((k, refused)) = bounds.filter_raw(&series, now) {
+                kept = k;
+                written.refused = refused;
+                for (s, samples) in series.iter_mut().zip(&kept) {
+                    s.samples = samples;
+                }
+                series.retain(|s| !s.samples.is_empty());
+            }
+            written.samples = series.iter().map(|s| s.samples.len()).sum();
+            aggregator.append_raw(db, &series, now).map_err(|e| match e {
                 // the same words as the decoder's, which names series the same way
                 ocelli_tsdb::Error::InvalidLabels { index, source } => {
                     bad(ocelli_wire::Error::InvalidSeries { index, source })
                 }
                 e => e.into(),
-            })
+            })?;
+            metadata(req.metadata());
+            Ok(written)
         });
         if proto.capacity() > KEEP {
             *proto = Vec::new();

@@ -326,6 +326,29 @@ fn fix_inf(s: &str) -> String {
     out
 }
 
+/// The matchers of every vector selector in `expr` (those inside range selectors and
+/// subqueries too), one list per selector and `or` branch: what an expression reads, for
+/// `/api/v1/query_exemplars`.
+pub fn expr_selectors(expr: &promql_parser::parser::Expr) -> Result<Vec<Vec<Matcher>>> {
+    use promql_parser::parser::Expr;
+    struct Collect(Vec<Vec<Matcher>>);
+    impl promql_parser::util::ExprVisitor for Collect {
+        type Error = Error;
+        fn pre_visit(&mut self, e: &Expr) -> Result<bool> {
+            let vs = match e {
+                Expr::VectorSelector(vs) => vs,
+                Expr::MatrixSelector(ms) => &ms.vs,
+                _ => return Ok(true),
+            };
+            self.0.extend(eval::selector_matchers(vs)?);
+            Ok(true)
+        }
+    }
+    let mut c = Collect(Vec::new());
+    promql_parser::util::walk_expr(&mut c, expr)?;
+    Ok(c.0)
+}
+
 /// Parses a series selector as the `match[]` parameters of the HTTP API take it, into one
 /// matcher list per `or` branch.
 pub fn parse_selector(s: &str) -> Result<Vec<Vec<Matcher>>> {

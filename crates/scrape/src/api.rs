@@ -1,5 +1,5 @@
-//! The scrape manager's HTTP endpoint, `GET /api/v1/targets` in Prometheus' JSON shape
-//! ([`router`]), and the answer a refused reload gives ([`refused_reload`]).
+//! The scrape manager's HTTP endpoints, `GET /api/v1/targets` and `GET /api/v1/targets/metadata`
+//! in Prometheus' JSON shapes ([`router`]), and the answer a refused reload gives ([`refused_reload`]).
 //!
 //! `/api/v1/targets` takes `state=active|dropped|any` (default any; anything else is a 400,
 //! where Prometheus answers with empty lists) and `scrapePool=<job>`. A target that has not
@@ -20,7 +20,73 @@ use ocelli_model::time::{format_duration, rfc3339};
 
 /// The scrape manager's routes, over its own handle.
 pub fn router(scraper: Scraper) -> axum::Router {
-    axum::Router::new().route("/api/v1/targets", axum::routing::get(targets)).with_state(scraper)
+    axum::Router::new()
+        .route("/api/v1/targets", axum::routing::get(targets))
+        .route("/api/v1/targets/metadata", axum::routing::get(targets_metadata))
+        .with_state(scraper)
+}
+
+/// Query parameters of `/api/v1/targets/metadata`.
+#[derive(Debug, serde::Deserialize)]
+pub struct TargetsMetadataParams {
+    match_target: Option<String>,
+    metric: Option<String>,
+    limit: Option<String>,
+}
+
+/// `GET /api/v1/targets/metadata`: the metadata of each active target's last scrape that had
+/// any, as `{target, metric, type, help, unit}` entries. `match_target` is a label selector
+/// (`{job="node"}`) on the target's labels, `metric` a metric family name, `limit` the most
+/// entries returned.
+pub async fn targets_metadata(
+    State(scraper): State<Scraper>,
+    Query(q): Query<TargetsMetadataParams>,
+) -> Result<Json<Value>> {
+    let matchers = match q.match_target.as_deref().filter(|m| !m.is_empty()) {
+        None => Vec::new(),
+        Some(sel) => ocelli_promql::parse_selector(sel)
+            .map_err(|e| Error::BadData(format!("match_target: {e}")))?,
+    };
+    let limit = match q.limit.as_deref().filter(|l| !l.is_empty()) {
+        None => usize::MAX,
+        Some(l) => match l.parse::<i64>() {
+            Ok(n) if n < 0 => usize::MAX,
+            Ok(n) => usize::try_from(n).unwrap_or(usize::MAX),
+            Err(_) => return Err(Error::BadData(format!("limit: {l:?} is not a number"))),
+        },
+    };
+    let m = scraper.inner.lock().await;
+    let mut out = Vec::new();
+    'targets: for r in m.running.values() {
+        let labels = &r.spec.labels;
+        let matches = |branch: &Vec<ocelli_model::Matcher>| {
+            branch.iter().all(|m| m.matches(labels.get(&m.name).unwrap_or("")))
+        };
+        if !matchers.is_empty() && !matchers.iter().any(matches) {
+            continue;
+        }
+        let meta = r.health.lock().unwrap_or_else(|e| e.into_inner()).metadata.clone();
+        for md in meta.iter() {
+            if q.metric.as_deref().is_some_and(|name| !name.is_empty() && name != md.family) {
+                continue;
+            }
+            if out.len() >= limit {
+                break 'targets;
+            }
+            let kind = match md.kind {
+                ocelli_wire::exposition::MetricKind::Untyped => "unknown",
+                k => k.as_str(),
+            };
+            out.push(json!({
+                "target": labels_json(labels),
+                "metric": md.family,
+                "type": kind,
+                "help": md.help.as_deref().unwrap_or(""),
+                "unit": md.unit.as_deref().unwrap_or(""),
+            }));
+        }
+    }
+    Ok(Json(json!({ "status": "success", "data": out })))
 }
 
 /// Query parameters of `/api/v1/targets`.

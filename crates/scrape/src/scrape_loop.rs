@@ -77,6 +77,9 @@ pub struct Health {
     pub last_success: Option<SystemTime>,
     /// Failed scrapes since the last successful one.
     pub consecutive_failures: u32,
+    /// The `TYPE` / `HELP` / `UNIT` lines of the last scrape that had any
+    /// (`/api/v1/targets/metadata`).
+    pub metadata: Arc<Vec<ocelli_wire::exposition::Metadata>>,
 }
 
 /// The outcome of one scrape, before storing.
@@ -144,12 +147,14 @@ pub async fn run(
             let (p, new_state) = process(&t2, body, ts, elapsed, &prev);
             metadata2.record(&p.metadata);
             let stored = db2.append(&p.batch).map_err(|e| format!("storing the scrape: {e}"));
-            (p.error.map_or(stored, Err), new_state)
+            (p.error.map_or(stored, Err), new_state, p.metadata)
         })
         .await;
+        let mut scraped_metadata = Vec::new();
         let error = match stored {
-            Ok((result, new_state)) => {
+            Ok((result, new_state, meta)) => {
                 state = new_state;
+                scraped_metadata = meta;
                 result.err().unwrap_or_default()
             }
             Err(e) => format!("internal: {e}"),
@@ -167,6 +172,9 @@ pub async fn run(
         h.last_scrape = Some(started);
         h.last_duration = elapsed;
         h.last_error = error;
+        if !scraped_metadata.is_empty() {
+            h.metadata = Arc::new(scraped_metadata);
+        }
         drop(h);
         next += t.interval;
         let now = tokio::time::Instant::now();

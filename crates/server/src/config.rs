@@ -167,12 +167,30 @@ pub struct IngestConfig {
     pub max_body_bytes: usize,
     /// Largest decompressed body accepted, in bytes.
     pub max_decompressed_bytes: usize,
+    /// How far in the future a written sample may be, e.g. "10m"; later ones are refused.
+    /// (Samples older than `storage.retention` are refused too.)
+    pub max_future: String,
+    /// How often each pushed Pushgateway group is written again, as a Pushgateway is scraped,
+    /// so that it answers queries until it is deleted; at most `query.lookback_delta`.
+    pub pushgateway_refresh: String,
 }
 
 impl Default for IngestConfig {
     fn default() -> Self {
-        IngestConfig { max_body_bytes: 16 << 20, max_decompressed_bytes: 64 << 20 }
+        IngestConfig {
+            max_body_bytes: 16 << 20,
+            max_decompressed_bytes: 64 << 20,
+            max_future: "10m".into(),
+            pushgateway_refresh: "1m".into(),
+        }
     }
+}
+
+/// The checked `[ingest]` time settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IngestOptions {
+    pub bounds: ocelli_ingest::bounds::Bounds,
+    pub pushgateway_refresh: std::time::Duration,
 }
 
 /// PromQL engine settings (Prometheus' `query.*` flags).
@@ -221,6 +239,7 @@ impl Config {
         })?;
         c.storage_options().map_err(|detail| Error::Config { path: origin.into(), detail })?;
         c.query_options().map_err(|detail| Error::Config { path: origin.into(), detail })?;
+        c.ingest_options().map_err(|detail| Error::Config { path: origin.into(), detail })?;
         c.compile_scrape_jobs().map_err(|detail| Error::Config { path: origin.into(), detail })?;
         c.registry.settings().map_err(|detail| Error::Config { path: origin.into(), detail })?;
         c.rules.settings().map_err(|detail| Error::Config { path: origin.into(), detail })?;
@@ -356,6 +375,41 @@ impl Config {
         }
     }
 
+    /// The ingest time bounds (`storage.retention`, `ingest.max_future`) and the Pushgateway
+    /// refresh interval this config asks for.
+    pub fn ingest_options(&self) -> std::result::Result<IngestOptions, String> {
+        let retention = self.storage_options()?.retention_ms;
+        let future = parse_duration(&self.ingest.max_future).ok_or_else(|| {
+            format!(
+                "ingest.max_future: invalid duration {:?} (use e.g. 10m, 1h)",
+                self.ingest.max_future
+            )
+        })?;
+        let refresh = parse_duration(&self.ingest.pushgateway_refresh)
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                format!(
+                    "ingest.pushgateway_refresh: invalid duration {:?} (use e.g. 1m, 30s)",
+                    self.ingest.pushgateway_refresh
+                )
+            })?;
+        let lookback = self.query_options()?.lookback_delta;
+        if refresh > lookback {
+            return Err(format!(
+                "ingest.pushgateway_refresh: {} is longer than query.lookback_delta ({}): pushed \
+                 groups would stop answering between refreshes",
+                self.ingest.pushgateway_refresh, self.query.lookback_delta
+            ));
+        }
+        Ok(IngestOptions {
+            bounds: ocelli_ingest::bounds::Bounds {
+                retention_ms: retention,
+                max_future_ms: i64::try_from(future.as_millis()).unwrap_or(i64::MAX),
+            },
+            pushgateway_refresh: refresh,
+        })
+    }
+
     /// The PromQL engine options this config asks for.
     pub fn query_options(&self) -> std::result::Result<ocelli_promql::Options, String> {
         let q = &self.query;
@@ -396,6 +450,8 @@ mod tests {
         assert_eq!(c.storage.block_duration, d.storage.block_duration);
         assert_eq!(c.ingest.max_body_bytes, d.ingest.max_body_bytes);
         assert_eq!(c.ingest.max_decompressed_bytes, d.ingest.max_decompressed_bytes);
+        assert_eq!(c.ingest.max_future, d.ingest.max_future);
+        assert_eq!(c.ingest.pushgateway_refresh, d.ingest.pushgateway_refresh);
         assert_eq!(c.query.lookback_delta, d.query.lookback_delta);
         assert_eq!(c.query.timeout, d.query.timeout);
         assert_eq!(c.query.max_samples, d.query.max_samples);
@@ -480,6 +536,26 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("config x.toml: remote_write[0].url: "), "{e}");
+        let e = Config::parse("[ingest]\nmax_future = \"soon\"\n", "x.toml").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "config x.toml: ingest.max_future: invalid duration \"soon\" (use e.g. 10m, 1h)"
+        );
+        let e = Config::parse(
+            "[ingest]\npushgateway_refresh = \"10m\"\n[query]\nlookback_delta = \"5m\"\n",
+            "x.toml",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("longer than query.lookback_delta (5m)"), "{e}");
+    }
+
+    #[test]
+    fn ingest_bounds_follow_the_retention() {
+        let c = Config::parse("[storage]\nretention = \"2d\"\n", "x.toml").unwrap();
+        let o = c.ingest_options().unwrap();
+        assert_eq!(o.bounds.retention_ms, 2 * 86_400_000);
+        assert_eq!(o.bounds.max_future_ms, 600_000);
+        assert_eq!(o.pushgateway_refresh, Duration::from_secs(60));
     }
 
     #[test]

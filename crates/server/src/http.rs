@@ -109,6 +109,9 @@ impl Server {
         let (stop_aggregation, aggregation_stop) = tokio::sync::watch::channel(false);
         let aggregation =
             tokio::spawn(crate::aggregate::run(aggregator.clone(), db.clone(), aggregation_stop));
+        let ingest = config
+            .ingest_options()
+            .map_err(|detail| Error::Config { path: "ingest".into(), detail })?;
         let limits = ocelli_wire::remote_write::Limits {
             max_body_bytes: config.ingest.max_body_bytes,
             max_decompressed_bytes: config.ingest.max_decompressed_bytes,
@@ -118,6 +121,8 @@ impl Server {
                 db: db.clone(),
                 aggregator: aggregator.clone(),
                 limits,
+                bounds: ingest.bounds,
+                metadata: metadata.clone(),
             };
             crate::cluster::collector::Collector::start((*cluster).clone(), sink)
         });
@@ -131,11 +136,24 @@ impl Server {
             scrape: scrape.clone(),
             db: db.clone(),
             limits,
+            ingest,
             engine,
             metadata,
+            exemplars: Arc::default(),
+            influx: Arc::default(),
+            push_groups: Arc::default(),
+            started_ms: ocelli_model::time::now_ms(),
+            config: Arc::new(config.clone()),
             requests: Arc::default(),
             forwarder: forwarder.clone(),
         };
+        let refresher = tokio::spawn(crate::ingest::pushgateway::refresh_loop(
+            db.clone(),
+            state.push_groups.clone(),
+            ingest.pushgateway_refresh,
+            ingest.bounds.retention_ms,
+            stop_aggregation.subscribe(),
+        ));
         let app = router(state, &alerting);
         let listener = TcpListener::bind(config.listen)
             .await
@@ -165,9 +183,11 @@ impl Server {
             rule_manager.shutdown().await;
             stop_notifier.shutdown().await;
             scraper.shutdown().await;
-            // requests are done: close every open aggregation interval and store it
+            // requests are done: close every open aggregation interval and store it; the
+            // Pushgateway refresher stops on the same signal
             let _ = stop_aggregation.send(true);
             let _ = aggregation.await;
+            let _ = refresher.await;
             // everything is stored: what the queues hold in memory goes to their spools
             if let Some(f) = &forwarder {
                 db.set_observer(None);
@@ -302,6 +322,8 @@ fn router(state: AppState, alerting: &crate::alerting::Parts) -> Router {
         .merge(crate::ingest::routes())
         .merge(crate::remote_read::routes())
         .merge(crate::query::routes())
+        .merge(crate::status::routes())
+        .merge(crate::exemplars::routes())
         .route("/metrics", get(crate::metrics::metrics))
         .route("/-/reload", post(reload).put(reload))
         .merge(crate::views::api::routes())
@@ -309,6 +331,7 @@ fn router(state: AppState, alerting: &crate::alerting::Parts) -> Router {
         .merge(crate::scrape::router(scrape))
         .merge(crate::registry::api::router(registry))
         .merge(crate::alerting::router(alerting))
+        .fallback(crate::status::not_found)
         // each handler reads its body through `read_body`, which enforces the limit with a
         // precise message
         .layer(DefaultBodyLimit::disable())

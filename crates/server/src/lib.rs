@@ -5,7 +5,8 @@
 //! reload and shutdown ([`http`]: [`Server`]), the ingest endpoints (`ingest`: remote_write,
 //! Influx line protocol, exposition text, JSON lines, OTLP/HTTP metrics and the Pushgateway
 //! API; `docs/api.md`), remote_read, the engine's status and flush (`admin`), the Prometheus
-//! query API ([`query`]), the server's own metrics ([`metrics`], with `requests` counting every
+//! query API ([`query`], `exemplars`), Prometheus' status endpoints and the JSON 404 of
+//! unknown API paths (`status`), the server's own metrics ([`metrics`], with `requests` counting every
 //! route),
 //! CB-Dragonfly-style REST views over the stored series and the OpenAPI document ([`views`]),
 //! and sending what is stored on to remote_write receivers ([`remote_write`]). The engine is
@@ -23,6 +24,7 @@
 
 mod admin;
 pub mod config;
+mod exemplars;
 pub mod http;
 mod ingest;
 pub mod metrics;
@@ -31,6 +33,7 @@ mod remote_read;
 pub mod remote_write;
 mod requests;
 mod state;
+mod status;
 pub mod views;
 
 pub use ocelli_alerting as alerting;

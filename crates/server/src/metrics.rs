@@ -144,6 +144,7 @@ pub(crate) async fn metrics(State(st): State<AppState>) -> Result<Response> {
     crate::alerting::rules::api::write_metrics(&st.rules, &mut out);
     crate::alerting::notify::api::write_metrics(&st.notifier, &mut out);
     st.aggregator.write_metrics(&mut out);
+    write_ingest_refusals(&mut out);
     if let Some(f) = &st.forwarder {
         f.write_metrics(&mut out);
     }
@@ -152,4 +153,29 @@ pub(crate) async fn metrics(State(st): State<AppState>) -> Result<Response> {
         crate::cluster::collector::write_metrics(c, &st.cluster, agents, &mut out);
     }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response())
+}
+
+/// Samples and Influx fields that writes left out, by reason.
+fn write_ingest_refusals(out: &mut String) {
+    use std::sync::atomic::Ordering;
+    let name = "ocelli_ingest_samples_refused_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Samples left out of writes for being outside the time bounds (older than \
+         the retention, or too far in the future).\n# TYPE {name} counter"
+    );
+    for (reason, n) in ocelli_ingest::bounds::refused_total() {
+        let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {n}");
+    }
+    let fields = crate::ingest::influx::STRING_FIELDS_DROPPED.load(Ordering::Relaxed);
+    let lines = crate::ingest::influx::STRING_ONLY_LINES_DROPPED.load(Ordering::Relaxed);
+    let _ = writeln!(
+        out,
+        "# HELP ocelli_ingest_influx_string_fields_dropped_total Influx string field values, \
+         which series cannot hold.\n# TYPE ocelli_ingest_influx_string_fields_dropped_total \
+         counter\nocelli_ingest_influx_string_fields_dropped_total {fields}\n# HELP \
+         ocelli_ingest_influx_lines_dropped_total Influx lines that stored nothing, by reason.\n\
+         # TYPE ocelli_ingest_influx_lines_dropped_total counter\n\
+         ocelli_ingest_influx_lines_dropped_total{{reason=\"string_fields_only\"}} {lines}"
+    );
 }

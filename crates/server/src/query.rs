@@ -1,7 +1,9 @@
-//! The Prometheus HTTP query API: `/api/v1/query`, `/api/v1/query_range`, `/api/v1/series`,
-//! `/api/v1/labels`, `/api/v1/label/{name}/values`, `/api/v1/status/buildinfo`,
-//! `/api/v1/metadata` and `/federate`, with Prometheus' parameters, JSON shapes and error types,
-//! so that Grafana's Prometheus data source and other Prometheus clients work unchanged.
+//! The Prometheus HTTP query API: `/api/v1/query`, `/api/v1/query_range` (both with `stats`),
+//! `/api/v1/series`, `/api/v1/labels`, `/api/v1/label/{name}/values`,
+//! `/api/v1/status/buildinfo`, `/api/v1/metadata`, `/api/v1/format_query` and `/federate`, with
+//! Prometheus' parameters, JSON shapes and error types (parse errors as
+//! `invalid parameter "query": L:C: parse error: ...`), so that Grafana's Prometheus data source
+//! and other Prometheus clients work unchanged.
 //!
 //! Parameters come from the query string and, for POST, from a form-encoded body, as in
 //! Prometheus. Times are RFC 3339 or Unix seconds with decimals; durations are Prometheus
@@ -94,6 +96,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/labels", get(labels).post(labels))
         .route("/api/v1/label/{name}/values", get(label_values))
         .route("/api/v1/status/buildinfo", get(buildinfo))
+        .route("/api/v1/format_query", get(format_query).post(format_query))
         .route("/api/v1/metadata", get(metadata))
         .route("/federate", get(federate))
 }
@@ -319,7 +322,58 @@ async fn query(
     let q = p.query()?;
     let t = p.time("time", now_ms())?;
     let r = resolution(&p)?;
-    evaluate(&st, &p, move |engine, s| engine.instant_at(s, &q, t, r)).await
+    match stats(&p) {
+        None => {
+            evaluate(&st, &p, move |engine, s| Ok((engine.instant_at(s, &q, t, r)?, None))).await
+        }
+        Some(all) => {
+            evaluate(&st, &p, move |engine, s| {
+                let (v, stats) = engine.instant_with_stats(s, &q, t, r)?;
+                Ok((v, Some(per_step(stats, all))))
+            })
+            .await
+        }
+    }
+}
+
+/// The `stats` parameter: `None` without it, `Some(true)` for `stats=all` (per-step sample
+/// counts too), `Some(false)` for any other value, as in Prometheus.
+fn stats(p: &Params) -> Option<bool> {
+    p.get("stats").filter(|s| !s.is_empty()).map(|s| s == "all")
+}
+
+fn per_step(mut s: ocelli_promql::QueryStats, all: bool) -> ocelli_promql::QueryStats {
+    if !all {
+        s.samples.total_queryable_samples_per_step = None;
+    }
+    s
+}
+
+/// `GET|POST /api/v1/format_query`: the expression in `query`, formatted as Prometheus formats
+/// it.
+async fn format_query(
+    State(st): State<AppState>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response> {
+    let p = Params::read(raw, &headers, body, st.limits.max_body_bytes).await?;
+    let q = p.query()?;
+    let formatted = ocelli_promql::format_query(&q).map_err(query_error)?;
+    let mut out = String::new();
+    json_str(&mut out, &formatted);
+    Ok(success(&out))
+}
+
+/// A query's error for the API: parse errors name the parameter, as Prometheus words them
+/// (`invalid parameter "query": 1:5: parse error: ...`).
+fn query_error(e: ocelli_promql::Error) -> Error {
+    match e {
+        ocelli_promql::Error::Parse(_) => {
+            Error::BadData(format!("invalid parameter \"query\": {e}"))
+        }
+        e => Error::Query(e),
+    }
 }
 
 /// Runs a query on the blocking pool with the request's engine options and answers with its
@@ -327,7 +381,10 @@ async fn query(
 async fn evaluate(
     st: &AppState,
     p: &Params,
-    run: impl FnOnce(&Engine, &dyn ocelli_promql::Storage) -> ocelli_promql::Result<QueryValue>
+    run: impl FnOnce(
+        &Engine,
+        &dyn ocelli_promql::Storage,
+    ) -> ocelli_promql::Result<(QueryValue, Option<ocelli_promql::QueryStats>)>
     + Send
     + 'static,
 ) -> Result<Response> {
@@ -345,12 +402,19 @@ async fn evaluate(
             }
             None => run(&engine, &DbStorage { db: &db, max_samples }),
         }
-        .map_err(Error::Query);
+        .map_err(query_error);
         after_query(t0);
         v
     })
     .await?;
-    Ok(success(&render(&v)))
+    let (v, stats) = v;
+    let mut data = render(&v);
+    if let Some(stats) = stats {
+        let json = serde_json::to_string(&stats).map_err(|e| Error::Internal(e.to_string()))?;
+        data.pop(); // the closing brace
+        let _ = write!(data, ",\"stats\":{json}}}");
+    }
+    Ok(success(&data))
 }
 
 async fn query_range(
@@ -370,7 +434,21 @@ async fn query_range(
         ))
     })?;
     let r = resolution(&p)?;
-    evaluate(&st, &p, move |engine, s| engine.range_at(s, &q, start, end, step, r)).await
+    match stats(&p) {
+        None => {
+            evaluate(&st, &p, move |engine, s| {
+                Ok((engine.range_at(s, &q, start, end, step, r)?, None))
+            })
+            .await
+        }
+        Some(all) => {
+            evaluate(&st, &p, move |engine, s| {
+                let (v, stats) = engine.range_with_stats(s, &q, start, end, step, r)?;
+                Ok((v, Some(per_step(stats, all))))
+            })
+            .await
+        }
+    }
 }
 
 async fn series(

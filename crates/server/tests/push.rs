@@ -8,7 +8,7 @@ mod common;
 use ocelli_model::time::now_ms;
 use std::io::Write as _;
 
-use common::{config, request, request_raw, stored};
+use common::{config_reaching_2023 as config, request, request_raw, stored};
 use ocelli_model::{STALE_NAN, Sample, is_stale_nan};
 use ocelli_server::Server;
 use ocelli_wire::otlp::proto::*;
@@ -83,6 +83,7 @@ fn point(t_ms: u64, v: f64) -> NumberDataPoint {
         time_unix_nano: t_ms * 1_000_000,
         value: Some(Value::AsDouble(v)),
         flags: 0,
+        exemplars: vec![],
     }
 }
 
@@ -151,6 +152,7 @@ async fn otlp_http_metrics() {
                         bucket_counts: vec![1, 2, 0],
                         explicit_bounds: vec![0.1, 0.5],
                         flags: 0,
+                        exemplars: vec![],
                     }],
                     aggregation_temporality: Cumulative as i32,
                 }),
@@ -190,20 +192,22 @@ async fn otlp_http_metrics() {
         );
         assert!(partial.error_message.contains("delta aggregation temporality is not supported"));
 
-        // OTLP/JSON: 415, in the usual JSON error shape
-        let (code, msg) = request(
-            addr,
-            "POST",
-            "/opentelemetry/v1/metrics",
-            "Content-Type: application/json\r\n",
-            b"{\"resourceMetrics\":[]}",
-        );
-        assert_eq!(code, 415, "{msg}");
-        assert!(msg.contains("OTLP/JSON is not supported"), "{msg}");
+        // OTLP/JSON: answered in JSON, errors as a JSON google.rpc.Status
+        let json = "Content-Type: application/json\r\n";
+        let r = request_raw(addr, "POST", "/v1/metrics", json, b"{\"resourceMetrics\":[]}");
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        assert!(r.headers.contains("content-type: application/json\r\n"), "{}", r.headers);
+        assert_eq!(r.body, b"{}");
+        let r = request_raw(addr, "POST", "/v1/metrics", json, b"{\"resourceMetrics\":{}}");
+        assert_eq!(r.status, 400);
+        assert!(r.headers.contains("content-type: application/json\r\n"), "{}", r.headers);
+        let status: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(status["code"], 3, "{status}");
+        assert!(status["message"].as_str().unwrap().contains("resourceMetrics"), "{status}");
         let (code, msg) =
             request(addr, "POST", "/v1/metrics", "Content-Type: text/plain\r\n", b"x");
         assert_eq!(code, 415, "{msg}");
-        assert!(msg.contains(r#"unsupported Content-Type \"text/plain\""#), "{msg}");
+        assert!(msg.contains("unsupported Content-Type"), "{msg}");
 
         // malformed: a 400 whose body is a google.rpc.Status; nothing of the request stored
         let body = otlp(vec![
@@ -220,6 +224,7 @@ async fn otlp_http_metrics() {
                         bucket_counts: vec![1, 0],
                         explicit_bounds: vec![],
                         flags: 0,
+                        exemplars: vec![],
                     }],
                     aggregation_temporality: Cumulative as i32,
                 }),

@@ -2,12 +2,17 @@
 //! `ocelli-tsdb` (the server's queries and the rule manager's evaluations go through it), with
 //! the engine's errors typed for the API ([`storage_error`]: a limit is a limit, not an
 //! internal error), and [`MetadataStore`], the metric metadata (`TYPE`, `HELP`, `UNIT`) seen at
-//! ingest and scrape time that `/api/v1/metadata` answers from.
+//! ingest and scrape time that `/api/v1/metadata` answers from, and [`ExemplarStore`]
+//! ([`exemplars`]), the recent exemplars `/api/v1/query_exemplars` answers from.
 //!
 //! Architecture invariant: no HTTP and no domain; it joins the storage engine to the query
 //! engine and nothing else.
 
+pub mod exemplars;
+
 use std::collections::BTreeMap;
+
+pub use exemplars::ExemplarStore;
 
 use ocelli_model::{Labels, Matcher, Sample};
 use ocelli_promql::{Storage, StorageError};

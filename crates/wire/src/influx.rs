@@ -16,6 +16,10 @@
 //!   an `f64`), integers `12i` (must fit `i64`), unsigned `12u` (must fit `u64`), and booleans
 //!   (`t`, `T`, `true`, `True`, `TRUE` and the same for false) as 1 and 0. String fields are
 //!   checked but make no sample; a line must still have at least one field of some type.
+//!   [`decode_full`] counts the string fields and the lines that had only strings (which store
+//!   nothing) so that the server can report them, and gives each field's type
+//!   ([`FieldType`]): a field written as two types in one body is an error, as in InfluxDB;
+//!   across bodies the server checks.
 //! - Each numeric field is one sample of the series named `{measurement}_{field}` (the
 //!   VictoriaMetrics convention) whose other labels are the tags. Tags with an empty value are
 //!   dropped; `__name__` as a tag, or the same tag key twice, is an error, as is the same field
@@ -107,6 +111,52 @@ pub fn decode_with_db(
     limits: &Limits,
     db: Option<&str>,
 ) -> Result<Vec<DecodedSeries>> {
+    decode_full(body, precision, now_ms, limits, db).map(|d| d.series)
+}
+
+/// The type a field value is written in. Booleans and integers are stored as floats, but a
+/// field keeps its type, as in InfluxDB: a later write of another type is a conflict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FieldType {
+    Float,
+    Integer,
+    Unsigned,
+    Boolean,
+}
+
+impl FieldType {
+    /// InfluxDB's word for the type.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FieldType::Float => "float",
+            FieldType::Integer => "integer",
+            FieldType::Unsigned => "unsigned",
+            FieldType::Boolean => "boolean",
+        }
+    }
+}
+
+/// A decoded body with what the series alone do not say.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Decoded {
+    pub series: Vec<DecodedSeries>,
+    /// Each numeric field's series name (`{measurement}_{field}`) and its type, once each.
+    pub field_types: Vec<(String, FieldType)>,
+    /// String field values, which make no sample.
+    pub string_fields: usize,
+    /// Lines whose fields are all strings, which store nothing.
+    pub string_only_lines: usize,
+}
+
+/// [`decode_with_db`], with the field types and the string fields the body had. A field written
+/// with two types in one body is an error naming both lines.
+pub fn decode_full(
+    body: &[u8],
+    precision: Precision,
+    now_ms: i64,
+    limits: &Limits,
+    db: Option<&str>,
+) -> Result<Decoded> {
     if body.len() > limits.max_body_bytes {
         return Err(Error::InfluxBodyTooLarge { len: body.len(), max: limits.max_body_bytes });
     }
@@ -117,6 +167,9 @@ pub fn decode_with_db(
     })?;
     let db = db.filter(|d| !d.is_empty());
     let mut out = Builder::new(limits.max_decoded_bytes);
+    let mut types: HashMap<String, (FieldType, usize)> = HashMap::new();
+    let mut field_types = Vec::new();
+    let (mut string_fields, mut string_only_lines) = (0, 0);
     for (i, raw) in text.split('\n').enumerate() {
         let line_no = i + 1;
         let line = raw.strip_suffix('\r').unwrap_or(raw);
@@ -127,9 +180,34 @@ pub fn decode_with_db(
                 return Err(Error::InfluxLine { line: line_no, column: at + 1, reason });
             }
         };
+        string_fields += point.strings;
+        if point.fields.is_empty() {
+            string_only_lines += 1;
+            continue;
+        }
+        for (name, _, ty, at) in &point.fields {
+            match types.get(name) {
+                None => {
+                    types.insert(name.clone(), (*ty, line_no));
+                    field_types.push((name.clone(), *ty));
+                }
+                Some(&(first, first_line)) if first != *ty => {
+                    return Err(Error::InfluxLine {
+                        line: line_no,
+                        column: at + 1,
+                        reason: format!(
+                            "field type conflict: {name:?} is {} here but {} on line {first_line}",
+                            ty.as_str(),
+                            first.as_str()
+                        ),
+                    });
+                }
+                Some(_) => {}
+            }
+        }
         out.add(point, db, now_ms, line_no)?;
     }
-    Ok(out.series)
+    Ok(Decoded { series: out.series, field_types, string_fields, string_only_lines })
 }
 
 /// One parsed line: sanitised names, sorted tags with empty values dropped, numeric fields in
@@ -137,8 +215,10 @@ pub fn decode_with_db(
 #[derive(Debug)]
 struct Point {
     tags: Vec<Label>,
-    /// `(metric name, value)`
-    fields: Vec<(String, f64)>,
+    /// `(metric name, value, type, index of the key in the line)`
+    fields: Vec<(String, f64, FieldType, usize)>,
+    /// String fields, which make no sample.
+    strings: usize,
     t_ms: Option<i64>,
 }
 
@@ -188,8 +268,8 @@ fn parse_line(line: &str, precision: Precision) -> Result<Option<Point>, LineErr
         return Err((i, "line has no fields".to_owned()));
     }
     let prefix = sanitize(&measurement, true);
-    // (sanitised key, value if numeric, index of the key)
-    let mut fields: Vec<(String, Option<f64>, usize)> = Vec::new();
+    // (sanitised key, value and type if numeric, index of the key)
+    let mut fields: Vec<(String, Option<Numeric>, usize)> = Vec::new();
     i = fields_at;
     loop {
         let (key, eq) = ident(line, i, b",= ", b",= ");
@@ -240,11 +320,15 @@ fn parse_line(line: &str, precision: Precision) -> Result<Option<Point>, LineErr
         .map(|(name, value, _)| Label { name, value })
         .collect();
     tags.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+    let strings = fields.iter().filter(|f| f.1.is_none()).count();
     let fields = fields
         .into_iter()
-        .filter_map(|(key, v, _)| Some((format!("{prefix}_{key}"), v?)))
+        .filter_map(|(key, v, at)| {
+            let (v, ty) = v?;
+            Some((format!("{prefix}_{key}"), v, ty, at))
+        })
         .collect();
-    Ok(Some(Point { tags, fields, t_ms }))
+    Ok(Some(Point { tags, fields, strings, t_ms }))
 }
 
 /// Reads an identifier from `start` up to the first unescaped byte in `stops` (or the end),
@@ -274,9 +358,12 @@ fn ident(line: &str, start: usize, escapable: &[u8], stops: &[u8]) -> (String, u
     (out, i)
 }
 
-/// Reads a field value starting at `start`: `None` for a string, the number otherwise, and the
-/// index just past the value.
-fn field_value(line: &str, start: usize, key: &str) -> Result<(Option<f64>, usize), LineError> {
+/// A numeric field's value and the type it was written in.
+type Numeric = (f64, FieldType);
+
+/// Reads a field value starting at `start`: `None` for a string, the number and its type
+/// otherwise, and the index just past the value.
+fn field_value(line: &str, start: usize, key: &str) -> Result<(Option<Numeric>, usize), LineError> {
     let b = line.as_bytes();
     if b.get(start) == Some(&b'"') {
         let mut i = start + 1;
@@ -314,29 +401,35 @@ enum NumberError {
 }
 
 /// Parses an unquoted field value: boolean, `12i`, `12u` or float.
-fn number(tok: &str) -> Result<f64, NumberError> {
+fn number(tok: &str) -> Result<(f64, FieldType), NumberError> {
     match tok {
-        "t" | "T" | "true" | "True" | "TRUE" => return Ok(1.0),
-        "f" | "F" | "false" | "False" | "FALSE" => return Ok(0.0),
+        "t" | "T" | "true" | "True" | "TRUE" => return Ok((1.0, FieldType::Boolean)),
+        "f" | "F" | "false" | "False" | "FALSE" => return Ok((0.0, FieldType::Boolean)),
         _ => {}
     }
     if let Some(digits) = tok.strip_suffix('i') {
         if !is_integer(digits, true) {
             return Err(NumberError::Invalid);
         }
-        return digits.parse::<i64>().map(|v| v as f64).map_err(|_| NumberError::OutOfRange);
+        return digits
+            .parse::<i64>()
+            .map(|v| (v as f64, FieldType::Integer))
+            .map_err(|_| NumberError::OutOfRange);
     }
     if let Some(digits) = tok.strip_suffix('u') {
         if !is_integer(digits, false) {
             return Err(NumberError::Invalid);
         }
-        return digits.parse::<u64>().map(|v| v as f64).map_err(|_| NumberError::OutOfRange);
+        return digits
+            .parse::<u64>()
+            .map(|v| (v as f64, FieldType::Unsigned))
+            .map_err(|_| NumberError::OutOfRange);
     }
     if !is_float(tok) {
         return Err(NumberError::Invalid);
     }
     let v: f64 = tok.parse().map_err(|_| NumberError::Invalid)?;
-    if v.is_finite() { Ok(v) } else { Err(NumberError::OutOfRange) }
+    if v.is_finite() { Ok((v, FieldType::Float)) } else { Err(NumberError::OutOfRange) }
 }
 
 /// `-?[0-9]+` (without the sign unless `signed`).
@@ -413,7 +506,7 @@ impl Builder {
     }
 
     fn add(&mut self, point: Point, db: Option<&str>, now_ms: i64, line: usize) -> Result<()> {
-        let Point { mut tags, fields, t_ms } = point;
+        let Point { mut tags, fields, t_ms, .. } = point;
         if fields.is_empty() {
             return Ok(());
         }
@@ -437,7 +530,7 @@ impl Builder {
             }
         };
         let t = t_ms.unwrap_or(now_ms);
-        for (name, v) in fields {
+        for (name, v, _, _) in fields {
             self.charge(size_of::<model::Sample>(), line)?;
             let index = match self.names[set].get(&name) {
                 Some(&index) => index,
@@ -495,6 +588,36 @@ mod tests {
         let mut text = String::new();
         crate::text::render(&got, &mut text);
         crate::text::assert_golden(&text, want, input);
+    }
+
+    #[test]
+    fn field_types_strings_and_conflicts() {
+        let body = "m s=\"x\",f=1,i=2i,u=3u,b=t 1\nm s=\"only\" 2\nm f=2,i=5i 3\n";
+        let d = decode_full(body.as_bytes(), Precision::Ms, NOW, &Limits::default(), None).unwrap();
+        assert_eq!(d.string_fields, 2);
+        assert_eq!(d.string_only_lines, 1);
+        assert_eq!(
+            d.field_types,
+            vec![
+                ("m_f".to_owned(), FieldType::Float),
+                ("m_i".to_owned(), FieldType::Integer),
+                ("m_u".to_owned(), FieldType::Unsigned),
+                ("m_b".to_owned(), FieldType::Boolean),
+            ]
+        );
+        assert_eq!(d.series.len(), 4);
+        let e = decode_full(
+            "m f=1 1\nm,h=a g=1,f=2i 2".as_bytes(),
+            Precision::Ms,
+            NOW,
+            &Limits::default(),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "line 2, column 11: field type conflict: \"m_f\" is integer here but float on line 1"
+        );
     }
 
     #[test]

@@ -26,7 +26,8 @@
 //!
 //! Deliberately absent: exemplars (field 3 of `TimeSeries`) and native histograms (field 4)
 //! are not modelled, so prost skips them and a series that has only those decodes with no
-//! samples; metadata is decoded (so malformed metadata is an error) but not returned. HTTP
+//! samples. Metadata is decoded (so malformed metadata is an error) and returned by
+//! [`RawRequest::metadata`] for the server's metadata API. HTTP
 //! headers (`Content-Encoding`, `X-Prometheus-Remote-Write-Version`) and remote_write 2.0 are
 //! the server's concern, not this module's.
 
@@ -83,6 +84,31 @@ pub struct MetricMetadata {
     pub help: String,
     #[prost(string, tag = "5")]
     pub unit: String,
+}
+
+impl MetricMetadata {
+    /// The entry as the exposition decoder gives metadata; an unknown type number is
+    /// [`MetricKind::Unknown`](crate::exposition::MetricKind::Unknown).
+    pub fn into_metadata(self) -> crate::exposition::Metadata {
+        use crate::exposition::MetricKind as K;
+        let kind = match MetricType::try_from(self.r#type) {
+            Ok(MetricType::Counter) => K::Counter,
+            Ok(MetricType::Gauge) => K::Gauge,
+            Ok(MetricType::Histogram) => K::Histogram,
+            Ok(MetricType::GaugeHistogram) => K::GaugeHistogram,
+            Ok(MetricType::Summary) => K::Summary,
+            Ok(MetricType::Info) => K::Info,
+            Ok(MetricType::Stateset) => K::StateSet,
+            Ok(MetricType::Unknown) | Err(_) => K::Unknown,
+        };
+        let some = |s: String| (!s.is_empty()).then_some(s);
+        crate::exposition::Metadata {
+            family: self.metric_family_name,
+            kind,
+            help: some(self.help),
+            unit: some(self.unit),
+        }
+    }
 }
 
 /// `prometheus.MetricMetadata.MetricType`.
@@ -219,9 +245,17 @@ pub struct RawRequest<'a> {
     samples: Vec<model::Sample>,
     /// Per series: its labels' and its samples' ranges in the two vectors.
     series: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)>,
+    /// The request's metadata entries, in request order.
+    metadata: Vec<crate::exposition::Metadata>,
 }
 
 impl RawRequest<'_> {
+    /// The metadata the request carries (`TYPE`, `HELP` and `UNIT` of metric families), in
+    /// request order; entries with an empty family name are left out.
+    pub fn metadata(&self) -> &[crate::exposition::Metadata] {
+        &self.metadata
+    }
+
     /// The series in request order.
     pub fn series(&self) -> impl ExactSizeIterator<Item = model::RawSeries<'_>> {
         self.series.iter().map(|(l, s)| model::RawSeries {
@@ -241,6 +275,7 @@ pub fn decode_raw(proto: &[u8]) -> Result<RawRequest<'_>> {
         labels: Vec::with_capacity(proto.len() / 32),
         samples: Vec::with_capacity(proto.len() / 256),
         series: Vec::with_capacity(proto.len() / 256),
+        metadata: Vec::new(),
     };
     let mut r = proto;
     let (mut n_series, mut n_metadata) = (0, 0);
@@ -256,7 +291,11 @@ pub fn decode_raw(proto: &[u8]) -> Result<RawRequest<'_>> {
             3 => {
                 let at = || format!("metadata[{n_metadata}]");
                 let msg = len_delimited(&mut r, wt).map_err(|e| proto_err(at(), e))?;
-                MetricMetadata::decode(msg).map_err(|e| proto_err(at(), prost_reason(&e)))?;
+                let m =
+                    MetricMetadata::decode(msg).map_err(|e| proto_err(at(), prost_reason(&e)))?;
+                if !m.metric_family_name.is_empty() {
+                    req.metadata.push(m.into_metadata());
+                }
                 n_metadata += 1;
             }
             _ => skip(&mut r, tag, wt).map_err(|e| proto_err("WriteRequest".into(), e))?,

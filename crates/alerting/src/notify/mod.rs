@@ -328,6 +328,17 @@ impl Notifier {
         Ok(())
     }
 
+    /// The external Alertmanagers every alert is forwarded to (`[notifier] alertmanagers`), as
+    /// `<scheme>://<host>:<port><path>` of their alert API.
+    pub fn alertmanagers(&self) -> Vec<String> {
+        let url = |u: &ocelli_http::client::Url| {
+            let scheme = if u.tls { "https" } else { "http" };
+            let host = if u.host.contains(':') { format!("[{}]", u.host) } else { u.host.clone() };
+            format!("{scheme}://{host}:{}{}", u.port, u.path)
+        };
+        self.shared.delivery.lock().alertmanagers.iter().map(url).collect()
+    }
+
     /// Stops the loop, the deliveries and the forwarders, and writes the alerts to disk.
     pub async fn shutdown(&self) {
         let _ = self.shared.shutdown.send(true);

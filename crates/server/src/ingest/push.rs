@@ -27,70 +27,100 @@ pub(super) async fn import_json(
     .await
 }
 
-/// `POST /opentelemetry/v1/metrics` (and `/v1/metrics`): OTLP/HTTP metrics as protobuf, plain
-/// or gzip. Answers 200 with an `ExportMetricsServiceResponse` (carrying `partial_success` when
-/// points were dropped); errors are a `google.rpc.Status` with the message, as OTLP/HTTP
-/// specifies, except a body that is not protobuf, which gets 415 in the usual JSON shape.
+/// `POST /opentelemetry/v1/metrics` (and `/v1/metrics`): OTLP/HTTP metrics as protobuf or JSON
+/// (`Content-Type: application/json`), plain or gzip. Answers 200 with an
+/// `ExportMetricsServiceResponse` in the request's encoding (carrying `partial_success` when
+/// points were dropped); errors are a `google.rpc.Status` in the request's encoding with the
+/// message, as OTLP/HTTP specifies (protobuf for a request of another content type, which is
+/// a 415).
 pub(super) async fn otlp_metrics(
     State(st): State<AppState>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if let Err(e) = otlp_content_type(&headers) {
-        return e.into_response();
-    }
-    match otlp_store(st, headers, body).await {
+    let encoding = match otlp_encoding(&headers) {
+        Ok(e) => e,
+        Err(e) => return otlp_error(e, Encoding::Protobuf),
+    };
+    match otlp_store(st, headers, body, encoding).await {
         Ok(response) => {
-            (StatusCode::OK, [(header::CONTENT_TYPE, PROTOBUF)], response).into_response()
+            (StatusCode::OK, [(header::CONTENT_TYPE, encoding.content_type())], response)
+                .into_response()
         }
-        Err(e) => {
-            let (code, _) = e.status();
-            if code.is_server_error() {
-                tracing::error!(error = %e, "OTLP request failed");
-            }
-            let grpc = match code {
-                StatusCode::SERVICE_UNAVAILABLE => 14, // UNAVAILABLE
-                c if c.is_client_error() => 3,         // INVALID_ARGUMENT
-                _ => 13,                               // INTERNAL
-            };
-            let body = ocelli_wire::otlp::error_status(grpc, &e.to_string());
-            (code, [(header::CONTENT_TYPE, PROTOBUF)], body).into_response()
+        Err(e) => otlp_error(e, encoding),
+    }
+}
+
+/// An OTLP request's encoding, from its `Content-Type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Encoding {
+    Protobuf,
+    Json,
+}
+
+impl Encoding {
+    fn content_type(self) -> &'static str {
+        match self {
+            Encoding::Protobuf => "application/x-protobuf",
+            Encoding::Json => "application/json",
         }
     }
 }
 
-const PROTOBUF: &str = "application/x-protobuf";
+/// An error as OTLP/HTTP answers it: a `google.rpc.Status` in the request's encoding.
+fn otlp_error(e: Error, encoding: Encoding) -> Response {
+    let (code, _) = e.status();
+    if code.is_server_error() {
+        tracing::error!(error = %e, "OTLP request failed");
+    }
+    let grpc = match code {
+        StatusCode::SERVICE_UNAVAILABLE => 14, // UNAVAILABLE
+        c if c.is_client_error() => 3,         // INVALID_ARGUMENT
+        _ => 13,                               // INTERNAL
+    };
+    let body = match encoding {
+        Encoding::Protobuf => ocelli_wire::otlp::error_status(grpc, &e.to_string()),
+        Encoding::Json => ocelli_wire::otlp::error_status_json(grpc, &e.to_string()),
+    };
+    (code, [(header::CONTENT_TYPE, encoding.content_type())], body).into_response()
+}
 
-/// Accepts protobuf (or no `Content-Type`); refuses OTLP/JSON and anything else with a 415.
-fn otlp_content_type(headers: &HeaderMap) -> Result<()> {
+/// Protobuf (`application/x-protobuf`, `application/protobuf`, or no `Content-Type`) or JSON
+/// (`application/json`); anything else is a 415.
+fn otlp_encoding(headers: &HeaderMap) -> Result<Encoding> {
     let Some(ct) = headers.get(header::CONTENT_TYPE) else {
-        return Ok(());
+        return Ok(Encoding::Protobuf);
     };
     let ct = ct.to_str().unwrap_or("(not text)");
     let media = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
     match media.as_str() {
-        "application/x-protobuf" | "application/protobuf" => Ok(()),
-        "application/json" => Err(Error::UnsupportedMediaType(
-            "OTLP/JSON is not supported: send OTLP/HTTP metrics as protobuf \
-             (Content-Type: application/x-protobuf)"
-                .to_owned(),
-        )),
+        "application/x-protobuf" | "application/protobuf" => Ok(Encoding::Protobuf),
+        "application/json" => Ok(Encoding::Json),
         _ => Err(Error::UnsupportedMediaType(format!(
             "unsupported Content-Type {ct:?}: send OTLP/HTTP metrics as protobuf \
-             (Content-Type: application/x-protobuf)"
+             (Content-Type: application/x-protobuf) or JSON (Content-Type: application/json)"
         ))),
     }
 }
 
 /// Decodes and stores one OTLP request; returns the encoded response.
-async fn otlp_store(st: AppState, headers: HeaderMap, body: Body) -> Result<Vec<u8>> {
+async fn otlp_store(
+    st: AppState,
+    headers: HeaderMap,
+    body: Body,
+    encoding: Encoding,
+) -> Result<Vec<u8>> {
     use ocelli_wire::otlp;
     let body = read_body(body, st.limits.max_body_bytes).await?;
     blocking(move || {
         let max = st.limits.max_decompressed_bytes;
-        let proto = request_body(&headers, body, max)?;
+        let raw = request_body(&headers, body, max)?;
         let limits = otlp::Limits { max_body_bytes: max, ..otlp::Limits::default() };
-        let decoded = otlp::decode(&proto, &limits).map_err(|e| Error::BadData(e.to_string()))?;
+        let decoded = match encoding {
+            Encoding::Protobuf => otlp::decode(&raw, &limits),
+            Encoding::Json => otlp::decode_json(&raw, &limits),
+        }
+        .map_err(|e| Error::BadData(e.to_string()))?;
         if decoded.rejected_data_points > 0 {
             tracing::warn!(
                 points = decoded.rejected_data_points,
@@ -98,7 +128,12 @@ async fn otlp_store(st: AppState, headers: HeaderMap, body: Body) -> Result<Vec<
                 "OTLP data points dropped"
             );
         }
-        let response = decoded.response();
+        let response = match encoding {
+            Encoding::Protobuf => decoded.response(),
+            Encoding::Json => decoded.response_json(),
+        };
+        st.metadata.record(&decoded.metadata);
+        st.exemplars.record(&decoded.exemplars);
         store(&st, decoded.series)?;
         Ok(response)
     })

@@ -15,9 +15,18 @@
 //! labels are added to every series; a series that has one of them with another value is a 400.
 //! `push_time_seconds{<grouping key>}` is written with each push (and may not be pushed).
 //!
-//! **Replacing, without deleting.** The Pushgateway keeps the last push of each group and
-//! serves it on every scrape; here a push is stored once, like one scrape, and stays visible to
-//! queries for the 5-minute lookback. What the Pushgateway replaces or deletes is ended with a
+//! **Answering until deleted.** The Pushgateway keeps the last push of each group and serves it
+//! on every scrape, so a pushed group answers queries forever (the standard alert `time() -
+//! push_time_seconds{job="backup"} > 86400` relies on it). Here a push is stored like one
+//! scrape, and every `[ingest] pushgateway_refresh` (1 minute by default; at most the query
+//! lookback) [`refresh`] writes each live group's series again at the current time with their
+//! last values, `push_time_seconds` (whose value stays the push time) included: what a
+//! Prometheus scraping a Pushgateway would store, so PromQL cannot tell them apart. The groups
+//! to refresh are kept in [`Groups`], seeded at start from the store (the `push_time_seconds`
+//! series written within the retention whose last sample is not a stale marker), so groups
+//! come back after a restart, however long the server was down.
+//!
+//! **Replacing, without deleting.** What the Pushgateway replaces or deletes is ended with a
 //! stale marker ([`ocelli_model::STALE_NAN`]) at the push time, written in the same batch as
 //! the push: `PUT` ends the group's series that the push does not contain, `POST` only those of
 //! the metric families named in the body (a histogram family `x` covers `x_bucket`, `x_sum`,
@@ -26,8 +35,9 @@
 //!
 //! A group's series are found from the store, so that this holds across restarts: a series
 //! belongs to the group if it has the group's labels, its latest sample is not a stale marker,
-//! lies in the last 5 minutes (or later), and was written at one of the group's push times (a
-//! sample of its `push_time_seconds`) — so series of the same `job` from other ingest paths are
+//! lies in the last 5 minutes (or since the group's last write, when that is earlier), and was
+//! written at one of the group's push or refresh times (a sample of its `push_time_seconds`) —
+//! so series of the same `job` from other ingest paths are
 //! left alone. A series that also has the labels of a more specific group pushed at the same
 //! millisecond belongs to that group. Pushes are serialised, so two pushes never both replace
 //! the same series.
@@ -38,6 +48,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -61,6 +72,101 @@ const LOOKBACK_MS: i64 = 5 * 60 * 1000;
 
 /// One push at a time, so that finding a group's series and writing the push are one step.
 static PUSH_LOCK: Mutex<()> = Mutex::new(());
+
+/// The live groups (grouping key, sorted) and when each was last written, pushed or
+/// refreshed; `None` until seeded from the store.
+#[derive(Debug, Default)]
+pub(crate) struct Groups(parking_lot::Mutex<Option<HashMap<Vec<Label>, i64>>>);
+
+impl Groups {
+    fn wrote(&self, group: &[Label], now: i64, op: Op) {
+        if let Some(map) = self.0.lock().as_mut() {
+            match op {
+                Op::Delete => map.remove(group),
+                Op::Put | Op::Post => map.insert(group.to_vec(), now),
+            };
+        }
+    }
+}
+
+/// Refreshes the pushed groups every `interval` until `stop` turns true; the first pass seeds
+/// [`Groups`] from the store, looking back `retention_ms`.
+pub(crate) async fn refresh_loop(
+    db: std::sync::Arc<Db>,
+    groups: std::sync::Arc<Groups>,
+    interval: Duration,
+    retention_ms: i64,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = tick.tick() => {}
+        }
+        let (db, groups) = (db.clone(), groups.clone());
+        let done =
+            tokio::task::spawn_blocking(move || refresh(&db, &groups, now_ms(), retention_ms))
+                .await;
+        match done {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "pushgateway: refreshing pushed groups failed; will retry")
+            }
+            Err(e) => tracing::error!(error = %e, "pushgateway: refresh task failed"),
+        }
+    }
+}
+
+/// Writes every live group's series again at `now` with their last values (seeding the groups
+/// from the store first if needed); returns the number of series written. Groups with no live
+/// series left are forgotten.
+pub(crate) fn refresh(db: &Db, groups: &Groups, now: i64, retention_ms: i64) -> Result<usize> {
+    let _guard = PUSH_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut map = groups.0.lock();
+    if map.is_none() {
+        *map = Some(seed(db, now, retention_ms)?);
+    }
+    let map = map.as_mut().unwrap_or_else(|| unreachable!("seeded above"));
+    let mut batch = Vec::new();
+    let mut gone = Vec::new();
+    for (group, last) in map.iter_mut() {
+        let series = group_series(db, group, (*last).min(now - LOOKBACK_MS))?;
+        if series.is_empty() {
+            gone.push(group.clone());
+            continue;
+        }
+        for (labels, sample) in series {
+            batch.push(SeriesSamples { labels, samples: vec![Sample::new(now, sample.v)] });
+        }
+        *last = now;
+    }
+    for g in gone {
+        map.remove(&g);
+    }
+    if !batch.is_empty() {
+        db.append(&batch)?;
+    }
+    Ok(batch.len())
+}
+
+/// The groups whose `push_time_seconds` has a sample within the retention and whose latest one
+/// is not a stale marker, with that sample's time.
+fn seed(db: &Db, now: i64, retention_ms: i64) -> Result<HashMap<Vec<Label>, i64>> {
+    let m = [Matcher::equal(METRIC_NAME, PUSH_TIME)];
+    let mut out = HashMap::new();
+    for s in db.select(&m, now.saturating_sub(retention_ms), i64::MAX)? {
+        let Some(last) = s.samples.last() else { continue };
+        if is_stale_nan(last.v) {
+            continue;
+        }
+        let group: Vec<Label> =
+            s.labels.iter().filter(|l| l.name != METRIC_NAME).cloned().collect();
+        out.insert(group, last.t);
+    }
+    Ok(out)
+}
 
 /// What a request does to its group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,7 +199,13 @@ async fn push(
 ) -> Result<StatusCode> {
     let group = grouping_key(rest, job_base64)?;
     if op == Op::Delete {
-        blocking(move || apply(&st.db, &group, None, Op::Delete, now_ms())).await?;
+        blocking(move || {
+            let now = now_ms();
+            apply(&st.db, &group, None, Op::Delete, now)?;
+            st.push_groups.wrote(&group, now, Op::Delete);
+            Ok(())
+        })
+        .await?;
         return Ok(StatusCode::ACCEPTED);
     }
     check_content_type(&headers)?;
@@ -111,7 +223,10 @@ async fn push(
                  time)"
             )));
         }
-        apply(&st.db, &group, Some(parsed), op, now)
+        st.metadata.record(&parsed.metadata);
+        apply(&st.db, &group, Some(parsed), op, now)?;
+        st.push_groups.wrote(&group, now, op);
+        Ok(())
     })
     .await?;
     Ok(StatusCode::OK)
@@ -209,7 +324,7 @@ fn apply(db: &Db, group: &[Label], parsed: Option<Parsed>, op: Op, now: i64) -> 
         });
     }
     let _guard = PUSH_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    for labels in group_series(db, group, now)? {
+    for (labels, _) in group_series(db, group, now - LOOKBACK_MS)? {
         let name = labels.metric_name().unwrap_or_default();
         let ends = match op {
             Op::Put => !pushed.contains(&labels),
@@ -304,12 +419,13 @@ fn suffixes(kind: MetricKind) -> &'static [&'static str] {
     }
 }
 
-/// The group's live series, as the module doc defines them, its `push_time_seconds` included.
-fn group_series(db: &Db, group: &[Label], now: i64) -> Result<Vec<Labels>> {
+/// The group's live series, as the module doc defines them, its `push_time_seconds` included,
+/// each with its latest sample; `since` is how far back its pushes and refreshes are looked for.
+fn group_series(db: &Db, group: &[Label], since: i64) -> Result<Vec<(Labels, Sample)>> {
     let by_group: Vec<Matcher> = group.iter().map(|l| Matcher::equal(&l.name, &l.value)).collect();
     let mut m = by_group.clone();
     m.push(Matcher::equal(METRIC_NAME, PUSH_TIME));
-    let push_times = db.select(&m, now - LOOKBACK_MS, i64::MAX)?;
+    let push_times = db.select(&m, since, i64::MAX)?;
     let times = |s: &SeriesSamples| -> HashSet<i64> {
         s.samples.iter().filter(|x| !is_stale_nan(x.v)).map(|x| x.t).collect()
     };
@@ -327,7 +443,7 @@ fn group_series(db: &Db, group: &[Label], now: i64) -> Result<Vec<Labels>> {
         more_specific.iter().map(|s| (&s.labels, times(s))).collect();
     let mut out = Vec::new();
     for s in db.select(&by_group, since, i64::MAX)? {
-        let Some(last) = s.samples.last() else { continue };
+        let Some(&last) = s.samples.last() else { continue };
         if is_stale_nan(last.v) || !own_times.contains(&last.t) {
             continue;
         }
@@ -341,7 +457,7 @@ fn group_series(db: &Db, group: &[Label], now: i64) -> Result<Vec<Labels>> {
                     .all(|l| l.name == METRIC_NAME || s.labels.get(&l.name) == Some(&l.value))
         });
         if !claimed {
-            out.push(s.labels);
+            out.push((s.labels, last));
         }
     }
     Ok(out)

@@ -97,6 +97,15 @@ pub fn config(dir: &std::path::Path) -> Config {
     }
 }
 
+/// [`config`] with a retention reaching back to the fixed timestamps some tests write
+/// (1_700_000_000_000, November 2023): writes older than the retention are refused.
+#[allow(dead_code)] // not every test file writes fixed timestamps
+pub fn config_reaching_2023(dir: &std::path::Path) -> Config {
+    let mut c = config(dir);
+    c.storage.retention = "3650d".into();
+    c
+}
+
 /// Decodes a chunked HTTP/1.1 body (servers such as Prometheus send large answers so).
 fn dechunk(mut s: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
