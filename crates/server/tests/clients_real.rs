@@ -354,9 +354,9 @@ fn prometheus_scraping_node_exporter_remote_writes_everything_it_holds() {
     // write queue has sent it
     let q = r#"count({job="node"})"#;
     let t0 = Instant::now();
-    let (mut theirs, mut ours);
+    let (mut theirs, mut ours, mut t);
     loop {
-        let t = now_ms() - 5_000;
+        t = now_ms() - 5_000;
         theirs = scalar_of(&instant(prom, q, Some(t)));
         ours = scalar_of(&instant(ocelli.addr, q, Some(t)));
         if theirs.is_some() && theirs == ours {
@@ -381,6 +381,27 @@ fn prometheus_scraping_node_exporter_remote_writes_everything_it_holds() {
     let n = theirs.unwrap();
     assert!(n > 100.0, "node_exporter gave only {n} series: the comparison proves little");
     eprintln!("{q}: {n} in both");
+    // and the same values: every sample went over unchanged (compared as numbers: how the two
+    // write them is the remote_read test's business)
+    let all = r#"{job="node"}"#;
+    let (p, o) =
+        (by_series(&instant(prom, all, Some(t))), by_series(&instant(ocelli.addr, all, Some(t))));
+    let same = |a: &str, b: &str| {
+        let (a, b) = (a.parse::<f64>().unwrap(), b.parse::<f64>().unwrap());
+        a == b || (a.is_nan() && b.is_nan())
+    };
+    let differ: Vec<String> = p
+        .iter()
+        .filter(|(k, v)| !o.get(*k).is_some_and(|w| same(v, w)))
+        .map(|(k, v)| format!("{k}: Prometheus {v}, Ocelli {:?}", o.get(k)))
+        .collect();
+    assert!(
+        differ.is_empty() && p.len() == o.len(),
+        "{all} at {t}: {} of {} series differ, e.g.\n{}",
+        differ.len(),
+        p.len(),
+        differ[..differ.len().min(10)].join("\n")
+    );
 
     // Prometheus' own account of the sends
     let (code, metrics) = http(prom, "GET", "/metrics", b"");
@@ -611,6 +632,32 @@ fn prometheus_remote_read_returns_what_only_ocelli_holds() {
         a["values"].as_array().unwrap().iter().map(|v| v[1].as_str().unwrap()).collect();
     assert_eq!(values, ["0", "1.5", "3", "4.5", "6", "7.5", "9", "10.5", "12"], "{data}");
     assert!(instant(prom, "not_in_ocelli", Some(at)).is_empty());
+
+    // values as Prometheus writes them in JSON: Go's shortest form, with an exponent below
+    // 1e-6 and from 1e21 on ("7.72e-07", "1e+21")
+    let values = [7.72e-7, 1e-7, -3e-10, 1e-6, 0.1, 123456.789, 1e20, 1e21, 1.2345e25, -1e300];
+    let tiny: Vec<DecodedSeries> = values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let k = i.to_string();
+            series(&[("__name__", "rr_format"), ("k", &k)], &[(now - 1_000, v)])
+        })
+        .collect();
+    ocelli.write(&tiny);
+    let theirs = by_series(&instant(prom, "rr_format", Some(at)));
+    let ours = by_series(&instant(ocelli.addr, "rr_format", Some(at)));
+    assert_eq!(theirs.len(), values.len(), "{theirs:?}");
+    let differ: Vec<String> = theirs
+        .iter()
+        .filter(|(k, v)| ours.get(*k) != Some(v))
+        .map(|(k, v)| format!("{k}: Prometheus {v:?}, Ocelli {:?}", ours.get(k)))
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "Ocelli's query API writes sample values otherwise than Prometheus:\n{}",
+        differ.join("\n")
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -655,6 +702,13 @@ fn opentelemetry_sdk_exports_protobuf_and_json() {
         "target_info: {info:?}"
     );
 
+    // the same with the exporter's gzip compression, into another server
+    let gz = Ocelli::start();
+    let out = script("otlp_metrics.py", &[&format!("{}/v1/metrics", gz.url()), "proto-gzip"]);
+    assert_eq!(out.trim(), "SUCCESS");
+    assert_eq!(otel_series(gz.addr), got, "gzip-compressed OTLP stored other series");
+    drop(gz);
+
     // a bad OTLP/JSON body: 400 and a JSON google.rpc.Status
     let out = script("otlp_metrics.py", &[&url, "bad-json"]);
     let r: Value = serde_json::from_str(out.trim()).unwrap();
@@ -694,6 +748,7 @@ fn influxdb_client_writes_pings_and_checks_health() {
     let got = by_series(&instant(ocelli.addr, r#"{db="telemetry"}"#, None));
     let want: BTreeMap<String, String> = [
         (r#"disk_used_percent{db="telemetry",host="db1",path="/var"}"#, "71.5"),
+        (r#"disk_used_percent{db="telemetry",host="db2",path="/srv"}"#, "12.25"),
         (r#"weather_humidity{city="oslo",db="telemetry"}"#, "81"),
         (r#"weather_humidity{city="paris",db="telemetry"}"#, "40"),
         (r#"weather_temperature{city="oslo",db="telemetry"}"#, "-3.25"),

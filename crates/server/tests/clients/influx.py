@@ -2,8 +2,8 @@
 
 usage: influx.py <base url>
 
-Writes points with the synchronous v2 write API into bucket "telemetry" (exits non-zero if a
-write fails), then prints one JSON line: {"ping": client.ping(), "health": {status, message,
+Writes points with the synchronous v2 write API into bucket "telemetry", plain and gzip
+(exits non-zero if a write fails), then prints one JSON line: {"ping": client.ping(), "health": {status, message,
 name, version}}. ping() and health() do not raise: they report a failure in their result.
 """
 
@@ -36,6 +36,13 @@ def main():
             record=f"disk,host=db1,path=/var used_percent=71.5 {ms}",
             write_precision=WritePrecision.MS,
         )
+    # the same client with gzip-compressed writes (Content-Encoding: gzip)
+    with InfluxDBClient(url=url, token="unused", org="clients-real", enable_gzip=True) as gz:
+        gz.write_api(write_options=SYNCHRONOUS).write(
+            bucket="telemetry",
+            record=Point("disk").tag("host", "db2").tag("path", "/srv").field("used_percent", 12.25),
+        )
+    with InfluxDBClient(url=url, token="unused", org="clients-real", timeout=10_000) as client:
         health = client.health()
         print(
             json.dumps(

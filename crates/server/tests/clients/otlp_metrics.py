@@ -1,11 +1,11 @@
 """OpenTelemetry Python SDK -> Ocelli's OTLP/HTTP metrics endpoint (run by clients_real.rs).
 
-usage: otlp_metrics.py <url of /v1/metrics> proto|json|bad-json
+usage: otlp_metrics.py <url of /v1/metrics> proto|proto-gzip|json|bad-json
 
 Records a counter, an up-down counter, a histogram (bounds 0.1, 1, 5) and an observable gauge
 into an in-memory reader (cumulative temporality, the SDK's default), then:
   proto     exports them with the SDK's OTLPMetricExporter (protobuf); exits 1 unless the
-            exporter reports success;
+            exporter reports success (proto-gzip: the same, gzip-compressed);
   json      encodes the same data with the SDK's own encoder and protobuf's JSON mapping and
             POSTs it with Content-Type: application/json, once with enums as integers (what the
             OTLP/JSON spec asks) and once with enum names (what protobuf's parser also accepts);
@@ -18,6 +18,7 @@ import sys
 import urllib.error
 import urllib.request
 
+from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.metrics import Observation
 from opentelemetry.sdk.metrics import MeterProvider
@@ -91,8 +92,10 @@ def main():
         post(url, "truncated", b'{"resourceMetrics": [{"resource": ')
         return
     data = record()
-    if mode == "proto":
-        result = OTLPMetricExporter(endpoint=url, timeout=10).export(data)
+    if mode in ("proto", "proto-gzip"):
+        compression = Compression.Gzip if mode == "proto-gzip" else Compression.NoCompression
+        exporter = OTLPMetricExporter(endpoint=url, timeout=10, compression=compression)
+        result = exporter.export(data)
         print(result.name)
         sys.exit(0 if result == MetricExportResult.SUCCESS else 1)
     try:
