@@ -21,6 +21,12 @@ pub enum Error {
     },
     #[error("remote write body: {path}: {reason}")]
     ProtobufField { path: String, reason: String },
+    /// A remote_write 1.0 request that decodes as protobuf but breaks a rule: a bad native
+    /// histogram, a bad label set of an exemplar...
+    #[error("remote write request: {path}: {reason}")]
+    RemoteWrite { path: String, reason: String },
+    #[error("remote write request: decoded series take more than the limit of {max} bytes")]
+    RemoteWriteDecodedTooLarge { max: usize },
     #[error("timeseries[{index}]: {source}")]
     InvalidSeries {
         index: usize,

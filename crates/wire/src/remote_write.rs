@@ -24,19 +24,44 @@
 //! only when its bits are zero, so every value, the stale-marker NaN included, survives a round
 //! trip bit for bit.
 //!
-//! Deliberately absent: exemplars (field 3 of `TimeSeries`) and native histograms (field 4)
-//! are not modelled, so prost skips them and a series that has only those decodes with no
-//! samples. Metadata is decoded (so malformed metadata is an error) and returned by
-//! [`RawRequest::metadata`] for the server's metadata API. HTTP
-//! headers (`Content-Encoding`, `X-Prometheus-Remote-Write-Version`) and remote_write 2.0 are
-//! the server's concern, not this module's.
+//! Exemplars (field 3 of `TimeSeries`) and native histograms (field 4) are decoded too, so that
+//! a request is never answered 2xx for data that is silently dropped. They go off the fast path:
+//! the walk keeps their messages as slices and only a series that has any pays for them (the
+//! others cost one branch on the field tag). Such a series' labels are validated at once
+//! ([`Labels::from_raw`], errors as [`decode`]'s); each native histogram sample is converted to
+//! classic `_bucket{le}`, `_count` and `_sum` series by the same rules and code as
+//! [`remote_write_v2`](crate::remote_write_v2) (its module doc; `Histogram` has the same fields
+//! 1 to 15 in both protocols, and field 16, `custom_values`, is accepted), a histogram series
+//! with an `le` label is refused, and each exemplar becomes a [`crate::Exemplar`] of its series.
+//! An error names where, e.g. `timeseries[2].histograms[0]: positive_spans cover 3 buckets but
+//! positive_deltas has 2 entries`. What the conversion allocates is counted against
+//! [`DECODED_BYTES_PER_PROTO_BYTE`](crate::remote_write_v2::DECODED_BYTES_PER_PROTO_BYTE) times
+//! [`Limits::max_decompressed_bytes`], as 2.0 counts it. See [`RawRequest::histogram_series`],
+//! [`RawRequest::histograms`] and [`RawRequest::exemplars`]; [`decode`] returns the float
+//! series followed by the histograms' classic series. The prost-derived [`TimeSeries`] still
+//! leaves fields 3 and 4 out (its users build it with a struct literal); [`Exemplar`] and
+//! [`Histogram`] are the messages for a client that writes them.
+//!
+//! Deliberately absent: 2.0's refusal of a series that carries both samples and histograms (1.0
+//! accepts both, as Prometheus does: the float samples stay under the series' own labels);
+//! native histograms as such (only their classic series); exemplars from [`decode`]'s result
+//! (they are checked, and returned by [`RawRequest::exemplars`]). Metadata is decoded (so
+//! malformed metadata is an error) and returned by [`RawRequest::metadata`] for the server's
+//! metadata API. HTTP headers (`Content-Encoding`, `X-Prometheus-Remote-Write-Version`) and
+//! remote_write 2.0 are the server's concern, not this module's.
+
+use std::mem::size_of;
 
 use ocelli_model::{self as model, Labels, is_valid_label_name};
 use prost::Message as _;
 use prost::bytes::{Buf, BufMut};
 use prost::encoding::{DecodeContext, WireType, double, int64, skip_field};
 
+use crate::remote_write_v2::{Budget, ConvertError, classic_series, exemplar_labels};
+use crate::series::{SeriesSet, labels_cost};
 use crate::{Error, Result};
+
+pub use crate::remote_write_v2::{BucketSpan, Histogram, ResetHint, histogram};
 
 /// `prometheus.WriteRequest`. Field 2 is reserved by Prometheus.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -47,13 +72,27 @@ pub struct WriteRequest {
     pub metadata: Vec<MetricMetadata>,
 }
 
-/// `prometheus.TimeSeries`, without exemplars (3) and native histograms (4), which decoding skips.
+/// `prometheus.TimeSeries`, without exemplars (3, [`Exemplar`]) and native histograms (4,
+/// [`Histogram`]): prost's decoder of this type skips them; [`decode_raw`] does not.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct TimeSeries {
     #[prost(message, repeated, tag = "1")]
     pub labels: Vec<Label>,
     #[prost(message, repeated, tag = "2")]
     pub samples: Vec<Sample>,
+}
+
+/// `prometheus.Exemplar`, field 3 of `TimeSeries`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Exemplar {
+    /// The exemplar's own labels (`trace_id`...); may be empty.
+    #[prost(message, repeated, tag = "1")]
+    pub labels: Vec<Label>,
+    #[prost(double, tag = "2")]
+    pub value: f64,
+    /// Milliseconds.
+    #[prost(int64, tag = "3")]
+    pub timestamp: i64,
 }
 
 /// `prometheus.Label`.
@@ -213,22 +252,29 @@ pub struct DecodedSeries {
     pub samples: Vec<model::Sample>,
 }
 
-/// Decodes a remote_write 1.0 body (snappy block of a `WriteRequest`) into validated series.
+/// Decodes a remote_write 1.0 body (snappy block of a `WriteRequest`) into validated series:
+/// one per `TimeSeries` with its float samples, in request order (a series with none, e.g. one
+/// with only histograms, has no samples), followed by
+/// [`RawRequest::histogram_series`], the classic series of its native histograms. Exemplars are
+/// decoded and checked but not returned; use [`decode_raw_with_limits`] for them.
 ///
 /// Labels with an empty value are dropped (Prometheus treats them as absent) after their names
 /// have been checked. Any error, including one bad series among many, returns `Err` and no
 /// series.
 pub fn decode(body: &[u8], limits: &Limits) -> Result<Vec<DecodedSeries>> {
     let buf = decompress(body, limits)?;
-    let req = decode_raw(&buf)?;
-    req.series()
+    let mut req = decode_raw_with_limits(&buf, limits)?;
+    let mut out = req
+        .series()
         .enumerate()
         .map(|(index, s)| {
             let labels = Labels::from_raw(s.labels)
                 .map_err(|source| Error::InvalidSeries { index, source })?;
             Ok(DecodedSeries { labels, samples: s.samples.to_vec() })
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    out.append(&mut req.histogram_series);
+    Ok(out)
 }
 
 /// A decoded `WriteRequest` whose label strings still point into the protobuf: the zero-copy
@@ -237,8 +283,10 @@ pub fn decode(body: &[u8], limits: &Limits) -> Result<Vec<DecodedSeries>> {
 /// Each series' labels are sorted by name with empty values dropped; an empty-valued label's
 /// name has been checked, and a name repeated with an empty value rejected, since dropping
 /// them would hide both. Everything else about the labels (UTF-8, names, `__name__`) is left to
-/// [`Labels::from_raw`], which the caller runs on the series it does not already have. Samples
-/// are decoded fully.
+/// [`Labels::from_raw`], which the caller runs on the series it does not already have (a
+/// series with native histograms or exemplars has had its labels validated already). Samples
+/// are decoded fully; native histograms are converted to classic series and exemplars decoded,
+/// both owned (see the module doc).
 #[derive(Debug, Default)]
 pub struct RawRequest<'a> {
     labels: Vec<model::RawLabel<'a>>,
@@ -247,9 +295,33 @@ pub struct RawRequest<'a> {
     series: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)>,
     /// The request's metadata entries, in request order.
     metadata: Vec<crate::exposition::Metadata>,
+    /// The classic series of the native histograms, in order of first appearance.
+    histogram_series: Vec<DecodedSeries>,
+    histograms: usize,
+    exemplars: Vec<crate::Exemplar>,
 }
 
 impl RawRequest<'_> {
+    /// Classic series converted from the request's native histograms, in request order (labels
+    /// validated): for each histogram series, its `_bucket` series in ascending order of `le`,
+    /// then `_count` and `_sum`. Samples of one classic series (a histogram series with several
+    /// histogram samples, or two histogram series with the same labels) are gathered into one
+    /// entry, in request order.
+    pub fn histogram_series(&self) -> &[DecodedSeries] {
+        &self.histogram_series
+    }
+
+    /// Number of native histogram samples in the request.
+    pub fn histograms(&self) -> usize {
+        self.histograms
+    }
+
+    /// The request's exemplars, in request order, each with the labels of its series
+    /// (validated) and its own labels (names valid and not repeated, empty values dropped).
+    pub fn exemplars(&self) -> &[crate::Exemplar] {
+        &self.exemplars
+    }
+
     /// The metadata the request carries (`TYPE`, `HELP` and `UNIT` of metric families), in
     /// request order; entries with an empty family name are left out.
     pub fn metadata(&self) -> &[crate::exposition::Metadata] {
@@ -265,18 +337,36 @@ impl RawRequest<'_> {
     }
 }
 
+/// [`decode_raw_with_limits`] with the default [`Limits`], or with a decompressed cap of
+/// `proto.len()` where that is larger: the memory native histograms' classic series and
+/// exemplars may take is counted against 16 times that cap (1 GiB or more).
+pub fn decode_raw(proto: &[u8]) -> Result<RawRequest<'_>> {
+    let mut limits = Limits::default();
+    limits.max_decompressed_bytes = limits.max_decompressed_bytes.max(proto.len());
+    decode_raw_with_limits(proto, &limits)
+}
+
 /// Decodes a decompressed `WriteRequest` without copying its strings; see [`RawRequest`].
 /// Malformed protobuf (and malformed metadata, which is decoded and dropped) is an error that
-/// names the field, e.g. `timeseries[2].samples[0]: ...`.
-pub fn decode_raw(proto: &[u8]) -> Result<RawRequest<'_>> {
+/// names the field, e.g. `timeseries[2].samples[0]: ...`; so is a bad native histogram or
+/// exemplar (see the module doc). `proto` longer than [`Limits::max_decompressed_bytes`] is an
+/// error, and what native histograms and exemplars decode to is counted against
+/// [`DECODED_BYTES_PER_PROTO_BYTE`](crate::remote_write_v2::DECODED_BYTES_PER_PROTO_BYTE) times
+/// that cap.
+pub fn decode_raw_with_limits<'a>(proto: &'a [u8], limits: &Limits) -> Result<RawRequest<'a>> {
+    let max = limits.max_decompressed_bytes;
+    if proto.len() > max {
+        return Err(Error::DecompressedTooLarge { len: proto.len() as u64, max });
+    }
     // sized for a typical request (a label takes about 32 bytes, a series about 256), so that
     // the vectors seldom grow and copy
     let mut req = RawRequest {
         labels: Vec::with_capacity(proto.len() / 32),
         samples: Vec::with_capacity(proto.len() / 256),
         series: Vec::with_capacity(proto.len() / 256),
-        metadata: Vec::new(),
+        ..RawRequest::default()
     };
+    let mut extras = Extras { budget: Budget::new(limits), ..Extras::default() };
     let mut r = proto;
     let (mut n_series, mut n_metadata) = (0, 0);
     while !r.is_empty() {
@@ -285,7 +375,7 @@ pub fn decode_raw(proto: &[u8]) -> Result<RawRequest<'_>> {
             1 => {
                 let at = || format!("timeseries[{n_series}]");
                 let msg = len_delimited(&mut r, wt).map_err(|e| proto_err(at(), e))?;
-                decode_series(msg, &mut req, n_series)?;
+                decode_series(msg, &mut req, &mut extras, n_series)?;
                 n_series += 1;
             }
             3 => {
@@ -301,7 +391,77 @@ pub fn decode_raw(proto: &[u8]) -> Result<RawRequest<'_>> {
             _ => skip(&mut r, tag, wt).map_err(|e| proto_err("WriteRequest".into(), e))?,
         }
     }
+    req.histogram_series = extras.series.into_vec();
+    req.histograms = extras.histograms;
+    req.exemplars = extras.exemplars;
     Ok(req)
+}
+
+/// What [`decode_raw`] gathers besides the zero-copy series: native histograms' classic series
+/// and exemplars.
+#[derive(Debug, Default)]
+struct Extras<'a> {
+    /// The current series' exemplar (`false`) and histogram (`true`) messages, in field order;
+    /// reused from series to series. Not counted against the budget: it holds one series' slices
+    /// at a time, fewer than the series' bytes.
+    pending: Vec<(bool, &'a [u8])>,
+    series: SeriesSet,
+    histograms: usize,
+    exemplars: Vec<crate::Exemplar>,
+    budget: Budget,
+}
+
+impl<'a> Extras<'a> {
+    /// Decodes the pending messages of `timeseries[index]`, whose labels are `labels` (sorted,
+    /// empty values dropped, not validated yet).
+    fn flush(&mut self, labels: &[model::RawLabel<'a>], index: usize) -> Result<()> {
+        let labels =
+            Labels::from_raw(labels).map_err(|source| Error::InvalidSeries { index, source })?;
+        let too_large = |b: &Budget| Error::RemoteWriteDecodedTooLarge { max: b.max };
+        let pending = std::mem::take(&mut self.pending);
+        let (mut n_hist, mut n_ex) = (0, 0);
+        for &(is_histogram, msg) in &pending {
+            if is_histogram {
+                let at = || format!("timeseries[{index}].histograms[{n_hist}]");
+                let h = Histogram::decode(msg).map_err(|e| proto_err(at(), prost_reason(&e)))?;
+                classic_series(&h, &labels, &mut self.series, &mut self.budget).map_err(
+                    |e| match e {
+                        ConvertError::Invalid(reason) => rw_err(at(), reason),
+                        ConvertError::TooLarge => too_large(&self.budget),
+                    },
+                )?;
+                self.histograms += 1;
+                n_hist += 1;
+            } else {
+                let at = || format!("timeseries[{index}].exemplars[{n_ex}]");
+                let e = Exemplar::decode(msg).map_err(|e| proto_err(at(), prost_reason(&e)))?;
+                let mut pairs: Vec<model::RawLabel<'_>> =
+                    e.labels.iter().map(|l| (l.name.as_bytes(), l.value.as_bytes())).collect();
+                pairs.sort_by(|a, b| a.0.cmp(b.0));
+                let own = exemplar_labels(&pairs).map_err(|e| rw_err(at(), e.to_string()))?;
+                let cost = size_of::<crate::Exemplar>()
+                    + labels_cost(labels.as_slice())
+                    + labels_cost(own.as_slice());
+                if !self.budget.charge(cost) {
+                    return Err(too_large(&self.budget));
+                }
+                self.exemplars.push(crate::Exemplar {
+                    series: labels.clone(),
+                    labels: own,
+                    value: e.value,
+                    timestamp: e.timestamp,
+                });
+                n_ex += 1;
+            }
+        }
+        self.pending = pending;
+        self.pending.clear();
+        Ok(())
+    }
+}
+
+fn rw_err(path: String, reason: String) -> Error {
+    Error::RemoteWrite { path, reason }
 }
 
 pub(crate) fn proto_err(path: String, reason: String) -> Error {
@@ -366,8 +526,13 @@ pub(crate) fn skip(r: &mut &[u8], tag: u32, wt: WireType) -> Result<(), String> 
     skip_field(wt, tag, r, DecodeContext::default()).map_err(|e| prost_reason(&e))
 }
 
-/// Decodes `timeseries[index]` into `req`.
-fn decode_series<'a>(mut r: &'a [u8], req: &mut RawRequest<'a>, index: usize) -> Result<()> {
+/// Decodes `timeseries[index]` into `req`, and its histograms and exemplars into `extras`.
+fn decode_series<'a>(
+    mut r: &'a [u8],
+    req: &mut RawRequest<'a>,
+    extras: &mut Extras<'a>,
+    index: usize,
+) -> Result<()> {
     let (l0, s0) = (req.labels.len(), req.samples.len());
     let (mut n_labels, mut n_samples) = (0, 0);
     while !r.is_empty() {
@@ -395,6 +560,15 @@ fn decode_series<'a>(mut r: &'a [u8], req: &mut RawRequest<'a>, index: usize) ->
                     req.samples.push(model::Sample::new(s.timestamp, s.value));
                 }
                 n_samples += 1;
+            }
+            3 | 4 => {
+                let is_histogram = tag == 4;
+                let msg = len_delimited(&mut r, wt).map_err(|e| {
+                    let field = if is_histogram { "histograms" } else { "exemplars" };
+                    let n = extras.pending.iter().filter(|p| p.0 == is_histogram).count();
+                    proto_err(format!("timeseries[{index}].{field}[{n}]"), e)
+                })?;
+                extras.pending.push((is_histogram, msg));
             }
             _ => skip(&mut r, tag, wt).map_err(|e| proto_err(format!("timeseries[{index}]"), e))?,
         }
@@ -426,6 +600,9 @@ fn decode_series<'a>(mut r: &'a [u8], req: &mut RawRequest<'a>, index: usize) ->
         req.labels.truncate(kept);
     }
     req.series.push((l0..req.labels.len(), s0..req.samples.len()));
+    if !extras.pending.is_empty() {
+        extras.flush(&req.labels[l0..], index)?;
+    }
     Ok(())
 }
 

@@ -463,8 +463,7 @@ pub fn decode_proto(proto: &[u8], limits: &Limits) -> Result<Decoded> {
         exemplars: Vec::new(),
         samples: 0,
         histograms: 0,
-        used: 0,
-        max: max.saturating_mul(DECODED_BYTES_PER_PROTO_BYTE),
+        budget: Budget::new(limits),
     };
     d.charge(d.symbols.len() * size_of::<&str>())?;
     let mut r = proto;
@@ -535,9 +534,38 @@ struct Decoder<'a> {
     exemplars: Vec<crate::Exemplar>,
     samples: usize,
     histograms: usize,
-    /// About the memory the result takes so far, against `max`.
-    used: usize,
-    max: usize,
+    budget: Budget,
+}
+
+/// About the memory a decoded result takes so far, against a cap of
+/// [`DECODED_BYTES_PER_PROTO_BYTE`] times [`Limits::max_decompressed_bytes`]. Shared with 1.0's
+/// decoder, which counts its native histograms' classic series and its exemplars the same way.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Budget {
+    pub(crate) used: usize,
+    pub(crate) max: usize,
+}
+
+impl Budget {
+    pub(crate) fn new(limits: &Limits) -> Self {
+        let max = limits.max_decompressed_bytes.saturating_mul(DECODED_BYTES_PER_PROTO_BYTE);
+        Budget { used: 0, max }
+    }
+
+    /// Counts `bytes`; `false` once the total is over the cap.
+    pub(crate) fn charge(&mut self, bytes: usize) -> bool {
+        self.used = self.used.saturating_add(bytes);
+        self.used <= self.max
+    }
+}
+
+/// Why a native histogram sample was not converted by [`classic_series`].
+#[derive(Debug)]
+pub(crate) enum ConvertError {
+    /// The histogram (or its series' labels) breaks a rule; the caller adds where.
+    Invalid(String),
+    /// The classic series would take the result over its [`Budget`].
+    TooLarge,
 }
 
 /// One `TimeSeries` as the walk found it: scalars decoded, messages still encoded.
@@ -552,9 +580,8 @@ struct RawSeries<'a> {
 
 impl<'a> Decoder<'a> {
     fn charge(&mut self, bytes: usize) -> Result<()> {
-        self.used = self.used.saturating_add(bytes);
-        if self.used > self.max {
-            return Err(Error::RemoteWriteV2DecodedTooLarge { max: self.max });
+        if !self.budget.charge(bytes) {
+            return Err(Error::RemoteWriteV2DecodedTooLarge { max: self.budget.max });
         }
         Ok(())
     }
@@ -709,51 +736,69 @@ impl<'a> Decoder<'a> {
 
     /// Converts one native histogram sample into classic series; see the module doc.
     fn histogram(&mut self, h: &Histogram, labels: &Labels, path: &str) -> Result<()> {
-        let bad = |reason: String| v2_err(path.to_owned(), reason);
-        if labels.get("le").is_some() {
-            return Err(bad("a histogram series may not have an le label: its classic \
-                            _bucket series need it"
-                .into()));
-        }
-        let buckets = histogram_buckets(h).map_err(bad)?;
-        let count = match h.count {
-            None => 0.0,
-            Some(histogram::Count::CountInt(n)) => n as f64,
-            Some(histogram::Count::CountFloat(f)) => f,
-        };
-        let name = labels.metric_name().unwrap_or_default();
-        // every series this sample can make, counted before any is built
-        let le_cost = size_of::<Label>() + 2 + 24;
-        let per_series = labels_cost(labels.as_slice())
-            + le_cost
-            + "_bucket".len()
-            + size_of::<DecodedSeries>()
-            + size_of::<model::Sample>();
-        let n = buckets.len() + 3;
-        if self.used.saturating_add(n.saturating_mul(per_series)) > self.max {
-            return Err(Error::RemoteWriteV2DecodedTooLarge { max: self.max });
-        }
-        let stale = h.sum.to_bits() == STALE_NAN.to_bits();
-        let sample = |v: f64| model::Sample::new(h.timestamp, if stale { h.sum } else { v });
-        let bucket = format!("{name}_bucket");
-        let mut cumulative = 0.0;
-        for (bound, c) in buckets {
-            cumulative += c;
-            let l = renamed(labels, &bucket, Some(float_label(bound)));
-            self.add(l, sample(cumulative))?;
-        }
-        self.add(renamed(labels, &bucket, Some("+Inf".into())), sample(count))?;
-        self.add(renamed(labels, &format!("{name}_count"), None), sample(count))?;
-        self.add(renamed(labels, &format!("{name}_sum"), None), sample(h.sum))?;
-        Ok(())
+        classic_series(h, labels, &mut self.series, &mut self.budget).map_err(|e| match e {
+            ConvertError::Invalid(reason) => v2_err(path.to_owned(), reason),
+            ConvertError::TooLarge => Error::RemoteWriteV2DecodedTooLarge { max: self.budget.max },
+        })
     }
+}
 
-    /// Adds one sample, charging a new series and the sample against the cap.
-    fn add(&mut self, labels: Labels, sample: model::Sample) -> Result<()> {
-        let cost = labels_cost(labels.as_slice()) + size_of::<DecodedSeries>();
-        let new = self.series.push(labels, sample);
-        self.charge(size_of::<model::Sample>() + if new { cost } else { 0 })
+/// Converts one native histogram sample of the series `labels` into classic series added to
+/// `series` (see the module doc), counting them against `budget`: every series the sample can
+/// make is counted before any is built. Shared by 1.0's and 2.0's decoders.
+pub(crate) fn classic_series(
+    h: &Histogram,
+    labels: &Labels,
+    series: &mut SeriesSet,
+    budget: &mut Budget,
+) -> Result<(), ConvertError> {
+    if labels.get("le").is_some() {
+        return Err(ConvertError::Invalid(
+            "a histogram series may not have an le label: its classic _bucket series need it"
+                .into(),
+        ));
     }
+    let buckets = histogram_buckets(h).map_err(ConvertError::Invalid)?;
+    let count = match h.count {
+        None => 0.0,
+        Some(histogram::Count::CountInt(n)) => n as f64,
+        Some(histogram::Count::CountFloat(f)) => f,
+    };
+    let name = labels.metric_name().unwrap_or_default();
+    // every series this sample can make, counted before any is built
+    let le_cost = size_of::<Label>() + 2 + 24;
+    let per_series = labels_cost(labels.as_slice())
+        + le_cost
+        + "_bucket".len()
+        + size_of::<DecodedSeries>()
+        + size_of::<model::Sample>();
+    let n = buckets.len() + 3;
+    if budget.used.saturating_add(n.saturating_mul(per_series)) > budget.max {
+        return Err(ConvertError::TooLarge);
+    }
+    let stale = h.sum.to_bits() == STALE_NAN.to_bits();
+    let sample = |v: f64| model::Sample::new(h.timestamp, if stale { h.sum } else { v });
+    // adds one sample, charging a new series and the sample against the cap
+    let mut add = |labels: Labels, sample: model::Sample| {
+        let cost = labels_cost(labels.as_slice()) + size_of::<DecodedSeries>();
+        let new = series.push(labels, sample);
+        if budget.charge(size_of::<model::Sample>() + if new { cost } else { 0 }) {
+            Ok(())
+        } else {
+            Err(ConvertError::TooLarge)
+        }
+    };
+    let bucket = format!("{name}_bucket");
+    let mut cumulative = 0.0;
+    for (bound, c) in buckets {
+        cumulative += c;
+        let l = renamed(labels, &bucket, Some(float_label(bound)));
+        add(l, sample(cumulative))?;
+    }
+    add(renamed(labels, &bucket, Some("+Inf".into())), sample(count))?;
+    add(renamed(labels, &format!("{name}_count"), None), sample(count))?;
+    add(renamed(labels, &format!("{name}_sum"), None), sample(h.sum))?;
+    Ok(())
 }
 
 /// A series' label set from sorted raw pairs: a repeated name (even with an empty value) and an
@@ -768,7 +813,7 @@ fn series_labels(pairs: &[model::RawLabel<'_>]) -> Result<Labels, model::Error> 
 
 /// An exemplar's own label set: names valid and not repeated, empty values dropped; no
 /// `__name__` needed.
-fn exemplar_labels(pairs: &[model::RawLabel<'_>]) -> Result<Labels, model::Error> {
+pub(crate) fn exemplar_labels(pairs: &[model::RawLabel<'_>]) -> Result<Labels, model::Error> {
     check_names(pairs, true)?;
     let labels = pairs
         .iter()

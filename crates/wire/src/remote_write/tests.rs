@@ -114,35 +114,241 @@ fn wire_bytes_match_the_proto() {
     assert_eq!(WriteRequest::decode(want).unwrap(), req);
 }
 
-/// Exemplars (3) and native histograms (4) are not modelled; they must not break decoding.
+fn hist_series(
+    pairs: &[(&str, &str)],
+    samples: &[(i64, f64)],
+    exemplars: Vec<Exemplar>,
+    histograms: Vec<Histogram>,
+) -> reference::FullSeries {
+    reference::FullSeries {
+        labels: pairs.iter().map(|&(n, v)| Label { name: n.into(), value: v.into() }).collect(),
+        samples: samples
+            .iter()
+            .map(|&(timestamp, value)| reference::Sample { value, timestamp })
+            .collect(),
+        exemplars,
+        histograms,
+    }
+}
+
+fn full_proto(timeseries: Vec<reference::FullSeries>) -> Vec<u8> {
+    reference::FullRequest { timeseries, metadata: vec![] }.encode_to_vec()
+}
+
+fn span(offset: i32, length: u32) -> BucketSpan {
+    BucketSpan { offset, length }
+}
+
+fn exemplar(pairs: &[(&str, &str)], value: f64, timestamp: i64) -> Exemplar {
+    let labels = pairs.iter().map(|&(n, v)| Label { name: n.into(), value: v.into() }).collect();
+    Exemplar { labels, value, timestamp }
+}
+
+/// remote_write_v2's `schema_0_with_negative_and_zero_buckets`, sent as 1.0.
+fn schema_0_histogram() -> Histogram {
+    Histogram {
+        count: Some(histogram::Count::CountInt(10)),
+        sum: 12.5,
+        schema: 0,
+        zero_threshold: 0.001,
+        zero_count: Some(histogram::ZeroCount::ZeroCountInt(2)),
+        // negative buckets 0 and 1: [-1, -0.5) holds 1, [-2, -1) holds 3
+        negative_spans: vec![span(0, 2)],
+        negative_deltas: vec![1, 2],
+        // positive buckets 0, 1, 2: (0.5, 1] 1, (1, 2] 2, (2, 4] 1
+        positive_spans: vec![span(0, 3)],
+        positive_deltas: vec![1, 1, -1],
+        timestamp: 5000,
+        ..Histogram::default()
+    }
+}
+
+/// Exemplars (field 3) and native histograms (field 4) are decoded: histograms to classic
+/// series after the float series, exemplars with their series' labels.
 #[test]
-fn exemplars_and_histograms_are_skipped() {
-    #[derive(Clone, PartialEq, prost::Message)]
-    struct FullSeries {
-        #[prost(message, repeated, tag = "1")]
-        labels: Vec<Label>,
-        #[prost(message, repeated, tag = "2")]
-        samples: Vec<Sample>,
-        #[prost(message, repeated, tag = "3")]
-        exemplars: Vec<TimeSeries>,
-        #[prost(bytes = "vec", repeated, tag = "4")]
-        histograms: Vec<Vec<u8>>,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    struct FullRequest {
-        #[prost(message, repeated, tag = "1")]
-        timeseries: Vec<FullSeries>,
-    }
-    let req = FullRequest {
-        timeseries: vec![FullSeries {
-            labels: vec![Label { name: "__name__".into(), value: "up".into() }],
-            samples: vec![Sample { value: 1.0, timestamp: 7 }],
-            exemplars: vec![raw(&[("trace_id", "abc")])],
-            histograms: vec![vec![0x08, 0x01, 0x11, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f]],
-        }],
+fn histograms_and_exemplars_decode() {
+    let h = schema_0_histogram();
+    let later = Histogram { timestamp: 6000, sum: 13.0, ..h.clone() };
+    let proto = full_proto(vec![
+        hist_series(
+            &[("__name__", "up"), ("job", "j")],
+            &[(7, 1.0)],
+            vec![exemplar(&[("trace_id", "abc"), ("span_id", ""), ("a", "b")], 1.0, 7)],
+            vec![],
+        ),
+        // labels after the histograms, unsorted: fields may come in any order
+        hist_series(
+            &[("job", "j"), ("__name__", "rpc_seconds"), ("env", "")],
+            &[],
+            vec![exemplar(&[], 0.25, 5000)],
+            vec![h, later],
+        ),
+    ]);
+    let req = decode_raw(&proto).unwrap();
+    assert_eq!(req.series().len(), 2);
+    assert_eq!(req.histograms(), 2);
+    let l = |pairs: &[(&str, &str)]| Labels::from_pairs(pairs.iter().copied()).unwrap();
+    assert_eq!(
+        req.exemplars(),
+        [
+            crate::Exemplar {
+                series: l(&[("__name__", "up"), ("job", "j")]),
+                labels: l(&[("a", "b"), ("trace_id", "abc")]),
+                value: 1.0,
+                timestamp: 7,
+            },
+            crate::Exemplar {
+                series: l(&[("__name__", "rpc_seconds"), ("job", "j")]),
+                labels: Labels::default(),
+                value: 0.25,
+                timestamp: 5000,
+            },
+        ]
+    );
+    let b = |le: &str, v: [f64; 2]| {
+        series(
+            &[("__name__", "rpc_seconds_bucket"), ("job", "j"), ("le", le)],
+            &[(5000, v[0]), (6000, v[1])],
+        )
     };
-    let got = decode(&body(&req), &Limits::default()).unwrap();
-    assert_same(&got, &[series(&[("__name__", "up")], &[(7, 1.0)])]);
+    let classic = vec![
+        b("-1", [3.0; 2]),
+        b("-0.5", [4.0; 2]),
+        b("0.001", [6.0; 2]),
+        b("1", [7.0; 2]),
+        b("2", [9.0; 2]),
+        b("4", [10.0; 2]),
+        b("+Inf", [10.0; 2]),
+        series(&[("__name__", "rpc_seconds_count"), ("job", "j")], &[(5000, 10.0), (6000, 10.0)]),
+        series(&[("__name__", "rpc_seconds_sum"), ("job", "j")], &[(5000, 12.5), (6000, 13.0)]),
+    ];
+    assert_same(req.histogram_series(), &classic);
+    // `decode`: float series (the histogram series with none), then the classic series
+    let got = decode(&snap::raw::Encoder::new().compress_vec(&proto).unwrap(), &Limits::default())
+        .unwrap();
+    let mut want = vec![
+        series(&[("__name__", "up"), ("job", "j")], &[(7, 1.0)]),
+        series(&[("__name__", "rpc_seconds"), ("job", "j")], &[]),
+    ];
+    want.extend(classic);
+    assert_same(&got, &want);
+}
+
+/// A request without exemplars and histograms has none, and allocates nothing for them.
+#[test]
+fn plain_request_has_no_extras() {
+    let b = encode(&[series(&[("__name__", "up")], &[(1, 1.0)])]).unwrap();
+    let proto = decompress(&b, &Limits::default()).unwrap();
+    let req = decode_raw(&proto).unwrap();
+    assert_eq!((req.histograms(), req.histogram_series().len(), req.exemplars().len()), (0, 0, 0));
+}
+
+#[test]
+fn histogram_and_exemplar_errors() {
+    let check = |ts: Vec<reference::FullSeries>, limits: &Limits, want: &str| {
+        let body = snap::raw::Encoder::new().compress_vec(&full_proto(ts)).unwrap();
+        check_err(&body, limits, want);
+    };
+    let l = Limits::default();
+    let ok = || hist_series(&[("__name__", "up")], &[(1, 1.0)], vec![], vec![]);
+    let name = [("__name__", "h"), ("job", "j")];
+    let bad_spans = Histogram {
+        count: Some(histogram::Count::CountInt(100)),
+        positive_spans: vec![span(0, 3)],
+        positive_deltas: vec![1, 1],
+        ..Histogram::default()
+    };
+    check(
+        vec![ok(), ok(), hist_series(&name, &[], vec![], vec![schema_0_histogram(), bad_spans])],
+        &l,
+        "remote write request: timeseries[2].histograms[1]: positive_spans cover 3 buckets but \
+         positive_deltas has 2 entries",
+    );
+    check(
+        vec![hist_series(
+            &[("__name__", "h"), ("le", "1")],
+            &[],
+            vec![],
+            vec![schema_0_histogram()],
+        )],
+        &l,
+        "remote write request: timeseries[0].histograms[0]: a histogram series may not have an \
+         le label: its classic _bucket series need it",
+    );
+    // the labels of a series with histograms or exemplars are validated as `decode` does
+    check(
+        vec![ok(), hist_series(&[("job", "j")], &[], vec![], vec![schema_0_histogram()])],
+        &l,
+        "timeseries[1]: label set has no __name__ label",
+    );
+    check(
+        vec![hist_series(
+            &[("__name__", "up"), ("1a", "x")],
+            &[],
+            vec![exemplar(&[], 1.0, 1)],
+            vec![],
+        )],
+        &l,
+        r#"timeseries[0]: invalid label name "1a""#,
+    );
+    check(
+        vec![hist_series(
+            &name,
+            &[],
+            vec![exemplar(&[], 1.0, 1), exemplar(&[("a", "x"), ("a", "y")], 1.0, 1)],
+            vec![],
+        )],
+        &l,
+        r#"remote write request: timeseries[0].exemplars[1]: duplicate label name "a""#,
+    );
+    check(
+        vec![hist_series(&name, &[], vec![exemplar(&[("a-b", "x")], 1.0, 1)], vec![])],
+        &l,
+        r#"remote write request: timeseries[0].exemplars[0]: invalid label name "a-b""#,
+    );
+    // the classic series are counted against 16 times the decompressed cap
+    let proto = full_proto(vec![hist_series(&name, &[], vec![], vec![schema_0_histogram()])]);
+    let small = Limits { max_decompressed_bytes: proto.len(), ..Limits::default() };
+    check(
+        vec![hist_series(&name, &[], vec![], vec![schema_0_histogram()])],
+        &small,
+        &format!(
+            "remote write request: decoded series take more than the limit of {} bytes",
+            16 * proto.len()
+        ),
+    );
+    assert!(
+        decode_raw_with_limits(&proto, &Limits { max_decompressed_bytes: 1 << 16, ..l }).is_ok()
+    );
+    assert!(matches!(
+        decode_raw_with_limits(&proto, &Limits { max_decompressed_bytes: proto.len() - 1, ..l }),
+        Err(Error::DecompressedTooLarge { .. })
+    ));
+    let compress = |b: &[u8]| snap::raw::Encoder::new().compress_vec(b).unwrap();
+    // an exemplar (3) and a histogram (4) with the varint wire type
+    check_err(
+        &compress(&[0x0a, 0x02, 0x18, 0x01]),
+        &l,
+        "remote write body: timeseries[0].exemplars[0]: wire type Varint, expected \
+         LengthDelimited",
+    );
+    check_err(
+        &compress(&[0x0a, 0x04, 0x22, 0x00, 0x20, 0x01]),
+        &l,
+        "remote write body: timeseries[0].histograms[1]: wire type Varint, expected \
+         LengthDelimited",
+    );
+    // a histogram that is not a Histogram message: schema (4) as a double
+    let mut t = hist_series(&name, &[], vec![], vec![]).encode_to_vec();
+    t.extend([0x22, 0x09, 0x21, 0, 0, 0, 0, 0, 0, 0, 0]);
+    let mut proto = Vec::new();
+    prost::encoding::bytes::encode(1, &t, &mut proto);
+    check_err(
+        &compress(&proto),
+        &l,
+        "remote write body: timeseries[0].histograms[0]: Histogram.schema: invalid wire type: \
+         SixtyFourBit (expected Varint)",
+    );
 }
 
 #[test]
@@ -296,6 +502,25 @@ mod reference {
         #[prost(message, repeated, tag = "2")]
         pub samples: Vec<Sample>,
     }
+    /// With exemplars (3) and native histograms (4).
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct FullRequest {
+        #[prost(message, repeated, tag = "1")]
+        pub timeseries: Vec<FullSeries>,
+        #[prost(message, repeated, tag = "3")]
+        pub metadata: Vec<super::MetricMetadata>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct FullSeries {
+        #[prost(message, repeated, tag = "1")]
+        pub labels: Vec<super::Label>,
+        #[prost(message, repeated, tag = "2")]
+        pub samples: Vec<Sample>,
+        #[prost(message, repeated, tag = "3")]
+        pub exemplars: Vec<super::Exemplar>,
+        #[prost(message, repeated, tag = "4")]
+        pub histograms: Vec<super::Histogram>,
+    }
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct Sample {
         #[prost(double, tag = "1")]
@@ -325,11 +550,17 @@ fn check_same_as_prost(proto: &[u8]) {
 }
 
 /// [`decode_raw`] plus validation accepts exactly what prost's derived decoder plus validation
-/// accepts, and decodes it to the same series.
+/// accepts, and decodes it to the same series. Where the request has exemplars or histograms,
+/// which prost's decoder only parses, ours may still refuse it (a bad histogram), and what it
+/// decodes starts with the same float series.
 fn check_decode_same_as_prost(proto: &[u8]) {
     let body = snap::raw::Encoder::new().compress_vec(proto).unwrap();
     let ours = decode(&body, &Limits::default());
-    let theirs = reference::Request::decode(proto).ok().and_then(|r| {
+    let theirs = reference::FullRequest::decode(proto).ok();
+    let extras = theirs.as_ref().is_some_and(|r| {
+        r.timeseries.iter().any(|t| !t.exemplars.is_empty() || !t.histograms.is_empty())
+    });
+    let theirs = theirs.and_then(|r| {
         r.timeseries
             .into_iter()
             .map(|ts| {
@@ -350,8 +581,13 @@ fn check_decode_same_as_prost(proto: &[u8]) {
             .collect::<Option<Vec<_>>>()
     });
     match (ours, theirs) {
+        (Ok(o), Some(t)) if extras => {
+            assert!(o.len() >= t.len(), "input {proto:02x?}");
+            assert_same(&o[..t.len()], &t);
+        }
         (Ok(o), Some(t)) => assert_same(&o, &t),
         (Err(_), None) => {}
+        (Err(_), Some(_)) if extras => {}
         (o, t) => panic!("ours {o:?}, prost's {t:?}, input {proto:02x?}"),
     }
 }
@@ -438,6 +674,56 @@ proptest! {
         let _ = decode(&snap::raw::Encoder::new().compress_vec(&b).unwrap(), &Limits::default());
         check_same_as_prost(&b);
         check_decode_same_as_prost(&b);
+    }
+
+    /// Adding exemplars and histograms to a request's series leaves its float series as they
+    /// were, and adds one classic series per bucket, `+Inf`, `_count` and `_sum`.
+    #[test]
+    fn extras_leave_float_series_alone(
+        want in prop::collection::vec(arb_series(), 0..6),
+        extra in prop::collection::vec((any::<bool>(), 0u64..50, 0u8..4), 6),
+    ) {
+        let plain = decode(&encode(&want).unwrap(), &Limits::default()).unwrap();
+        // each series as our encoder writes it (bits kept), then its exemplars and histograms
+        let mut n_hist = 0;
+        let mut proto = Vec::new();
+        for (s, &(ex, k, n_buckets)) in want.iter().zip(&extra) {
+            let mut t = to_proto(s).encode_to_vec();
+            if ex {
+                let e = exemplar(&[("trace_id", "t")], k as f64, 1);
+                prost::encoding::message::encode(3, &e, &mut t);
+            }
+            if s.labels.get("le").is_none() && n_buckets > 0 {
+                n_hist += 1;
+                let h = Histogram {
+                    count: Some(histogram::Count::CountInt(k * u64::from(n_buckets))),
+                    positive_spans: vec![span(0, n_buckets.into())],
+                    positive_deltas: [k as i64].into_iter().chain((1..n_buckets).map(|_| 0)).collect(),
+                    timestamp: 2,
+                    ..Histogram::default()
+                };
+                prost::encoding::message::encode(4, &h, &mut t);
+            }
+            prost::encoding::bytes::encode(1, &t, &mut proto);
+        }
+        let req = decode_raw(&proto).unwrap();
+        prop_assert_eq!(req.histograms(), n_hist);
+        let floats: Vec<_> = req.series().map(|s| (s.labels.to_vec(), s.samples.to_vec())).collect();
+        let plain_proto = decompress(&encode(&want).unwrap(), &Limits::default()).unwrap();
+        let before = decode_raw(&plain_proto).unwrap();
+        let before: Vec<_> = before.series().map(|s| (s.labels.to_vec(), s.samples.to_vec())).collect();
+        prop_assert_eq!(floats.len(), before.len());
+        for (a, b) in floats.iter().zip(&before) {
+            prop_assert_eq!(&a.0, &b.0);
+            prop_assert!(a.1.iter().zip(&b.1).all(|(x, y)| x.bit_eq(y)) && a.1.len() == b.1.len());
+        }
+        let body = snap::raw::Encoder::new().compress_vec(&proto).unwrap();
+        let got = decode(&body, &Limits::default()).unwrap();
+        assert_same(&got[..plain.len()], &plain);
+        for s in &got[plain.len()..] {
+            let name = s.labels.metric_name().unwrap();
+            prop_assert!(["_bucket", "_count", "_sum"].iter().any(|x| name.ends_with(x)));
+        }
     }
 
     /// Damaged protobuf: no panic, and the sample fast path agrees with prost.
