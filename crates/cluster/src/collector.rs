@@ -350,7 +350,8 @@ async fn consume(
                     &sink.limits,
                     &sink.bounds,
                     &data,
-                    &mut |m| sink.metadata.record(m),
+                    // exemplars are kept by the server that serves queries, not a collector
+                    &mut |m, _| sink.metadata.record(m),
                 )
             })
             .await

@@ -37,6 +37,10 @@ pub struct Written {
     pub refused: Refused,
     /// Metadata entries the request carried.
     pub metadata: usize,
+    /// Native histogram samples the request carried (stored as classic series).
+    pub histograms: usize,
+    /// Exemplars the request carried.
+    pub exemplars: usize,
 }
 
 impl Written {
@@ -56,31 +60,41 @@ pub fn store_decoded(
     db: &Db,
     aggregator: &Aggregator,
     bounds: &Bounds,
-    mut series: Vec<DecodedSeries>,
+    series: Vec<DecodedSeries>,
 ) -> Result<Written> {
-    let now = now_ms();
+    let res = store_decoded_at(db, aggregator, bounds, series, now_ms());
+    after_write();
+    res
+}
+
+fn store_decoded_at(
+    db: &Db,
+    aggregator: &Aggregator,
+    bounds: &Bounds,
+    mut series: Vec<DecodedSeries>,
+    now: i64,
+) -> Result<Written> {
     let refused = bounds.filter(&mut series, now);
     let samples = series.iter().map(|s| s.samples.len()).sum();
     let batch: Vec<SeriesSamples> = series
         .into_iter()
         .map(|s| SeriesSamples { labels: s.labels, samples: s.samples })
         .collect();
-    let res = aggregator.append(db, batch, now);
-    after_write();
-    res.map(|()| Written { samples, refused, metadata: 0 })
+    aggregator.append(db, batch, now).map(|()| Written { samples, refused, ..Written::default() })
 }
 
 /// Decodes a remote_write 1.0 body (snappy, protobuf) and appends it whole, through ingest
 /// aggregation, without the samples outside `bounds`; a malformed body is a `BadData` error
-/// naming what is wrong, and stores nothing. Shared by `POST /api/v1/write` and the collector
-/// role's AMQP consumers. Blocking. The request's metadata goes to `metadata`.
+/// naming what is wrong, and stores nothing. Native histograms are stored as classic series in
+/// the same batch. Shared by `POST /api/v1/write` and the collector role's AMQP consumers.
+/// Blocking. The request's metadata and exemplars go to `extras` once it is stored.
 pub fn store_remote_write(
     db: &Db,
     aggregator: &Aggregator,
     limits: &ocelli_wire::remote_write::Limits,
     bounds: &Bounds,
     body: &[u8],
-    metadata: &mut dyn FnMut(&[ocelli_wire::exposition::Metadata]),
+    extras: &mut dyn FnMut(&[ocelli_wire::exposition::Metadata], &[ocelli_wire::Exemplar]),
 ) -> Result<Written> {
     use ocelli_wire::remote_write as rw;
     // One decompression buffer per blocking thread: a fresh one per request would have
@@ -93,10 +107,33 @@ pub fn store_remote_write(
     PROTO.with_borrow_mut(|proto| {
         let bad = |e: ocelli_wire::Error| Error::BadData(e.to_string());
         let res = rw::decompress_into(body, limits, proto).map_err(bad).and_then(|()| {
-            let req = rw::decode_raw(proto).map_err(bad)?;
+            let req = rw::decode_raw_with_limits(proto, limits).map_err(bad)?;
             let now = now_ms();
+            let mut written = Written {
+                metadata: req.metadata().len(),
+                histograms: req.histograms(),
+                exemplars: req.exemplars().len(),
+                ..Written::default()
+            };
+            if !req.histogram_series().is_empty() {
+                // the rare request with native histograms takes the owned path, so that its
+                // float and histogram series are still one batch
+                let mut series = Vec::with_capacity(req.series().len());
+                for (index, s) in req.series().enumerate() {
+                    if s.samples.is_empty() {
+                        continue;
+                    }
+                    let labels = ocelli_model::Labels::from_raw(s.labels).map_err(|source| {
+                        bad(ocelli_wire::Error::InvalidSeries { index, source })
+                    })?;
+                    series.push(DecodedSeries { labels, samples: s.samples.to_vec() });
+                }
+                series.extend(req.histogram_series().iter().cloned());
+                let w = store_decoded_at(db, aggregator, bounds, series, now)?;
+                extras(req.metadata(), req.exemplars());
+                return Ok(Written { samples: w.samples, refused: w.refused, ..written });
+            }
             let mut series: Vec<_> = req.series().collect();
-            let mut written = Written { metadata: req.metadata().len(), ..Written::default() };
             let kept;
             if let Some((k, refused)) = bounds.filter_raw(&series, now) {
                 kept = k;
@@ -114,7 +151,7 @@ pub fn store_remote_write(
                 }
                 e => e.into(),
             })?;
-            metadata(req.metadata());
+            extras(req.metadata(), req.exemplars());
             Ok(written)
         });
         if proto.capacity() > KEEP {

@@ -13,7 +13,9 @@ use common::{config, http, request, request_raw};
 use ocelli_model::time::now_ms;
 use ocelli_model::{Labels, Sample};
 use ocelli_server::Server;
-use ocelli_wire::remote_write_v2::{self as v2, BucketSpan, Histogram, Request, Symbols, TimeSeries};
+use ocelli_wire::remote_write_v2::{
+    self as v2, BucketSpan, Histogram, Request, Symbols, TimeSeries,
+};
 use serde_json::Value;
 
 const V2: &str = "Content-Type: application/x-protobuf;proto=io.prometheus.write.v2.Request\r\n\
@@ -49,10 +51,10 @@ fn v2_request(now: i64) -> Request {
         timeseries: vec![
             TimeSeries {
                 labels_refs: refs,
-                samples: vec![v2::Sample { value: 41.0, timestamp: now - 1000 }, v2::Sample {
-                    value: 42.0,
-                    timestamp: now,
-                }],
+                samples: vec![
+                    v2::Sample { value: 41.0, timestamp: now - 1000 },
+                    v2::Sample { value: 42.0, timestamp: now },
+                ],
                 histograms: vec![],
                 exemplars: vec![v2::Exemplar { labels_refs: trace, value: 0.25, timestamp: now }],
                 metadata: Some(v2::Metadata {
@@ -91,11 +93,10 @@ async fn remote_write_2_is_negotiated_stored_and_counted() {
     let addr = server.addr;
     let now = now_ms();
     let body = v2::encode(&v2_request(now));
-    let r = tokio::task::spawn_blocking(move || {
-        request_raw(addr, "POST", "/api/v1/write", V2, &body)
-    })
-    .await
-    .unwrap();
+    let r =
+        tokio::task::spawn_blocking(move || request_raw(addr, "POST", "/api/v1/write", V2, &body))
+            .await
+            .unwrap();
     assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
     for h in [
         "x-prometheus-remote-write-samples-written: 2\r\n",
@@ -127,8 +128,11 @@ async fn remote_write_2_is_negotiated_stored_and_counted() {
 
         let ex = json(
             addr,
-            &format!("/api/v1/query_exemplars?query=rate(http_requests_total[5m])&start={}&end={}",
-                (now - 60_000) / 1000, now / 1000 + 1),
+            &format!(
+                "/api/v1/query_exemplars?query=rate(http_requests_total[5m])&start={}&end={}",
+                (now - 60_000) / 1000,
+                now / 1000 + 1
+            ),
         );
         let data = ex["data"].as_array().unwrap();
         assert_eq!(data.len(), 1, "{ex}");
@@ -339,7 +343,12 @@ async fn prometheus_status_endpoints_and_errors() {
         let wal = json(addr, "/api/v1/status/walreplay");
         assert_eq!(wal["data"]["current"], wal["data"]["max"]);
         let am = json(addr, "/api/v1/alertmanagers");
-        assert!(am["data"]["activeAlertmanagers"][0]["url"].as_str().unwrap().ends_with("/api/v2/alerts"));
+        assert!(
+            am["data"]["activeAlertmanagers"][0]["url"]
+                .as_str()
+                .unwrap()
+                .ends_with("/api/v2/alerts")
+        );
         assert_eq!(am["data"]["droppedAlertmanagers"], serde_json::json!([]));
         let tm = json(addr, "/api/v1/targets/metadata");
         assert_eq!(tm["data"], serde_json::json!([]));

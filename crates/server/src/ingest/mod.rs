@@ -70,9 +70,12 @@ async fn remote_write(
             &st.limits,
             &st.ingest.bounds,
             &body,
-            &mut |m| st.metadata.record(m),
+            &mut |m, e| {
+                st.metadata.record(m);
+                st.exemplars.record(e);
+            },
         )
-        .map(|w| (w, 0, 0)),
+        .map(|w| (w, w.histograms, w.exemplars)),
         Version::V2 => {
             let d = v2::decode(&body, &st.limits).map_err(|e| Error::BadData(e.to_string()))?;
             let (histograms, exemplars) = (d.histograms, d.exemplars_count);
