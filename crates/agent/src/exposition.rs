@@ -80,7 +80,7 @@ mod tests {
             "# HELP node_cpu_seconds_total Seconds.\\nMore \\\\ help\n\
              # TYPE node_cpu_seconds_total counter\n\
              node_cpu_seconds_total{cpu=\"0\",mode=\"idle\",ns=\"default\",csp=\"aws\"} 12.5\n\
-             node_cpu_seconds_total{cpu=\"1\",mode=\"a\\\"b\\\\c\\nd\",ns=\"default\",csp=\"aws\"} 1000000000000000000000\n\
+             node_cpu_seconds_total{cpu=\"1\",mode=\"a\\\"b\\\\c\\nd\",ns=\"default\",csp=\"aws\"} 1e+21\n\
              # HELP node_load1 Load.\n# TYPE node_load1 gauge\n\
              node_load1{ns=\"default\",csp=\"aws\"} NaN\n\
              # HELP node_os_info Info.\n# TYPE node_os_info gauge\n\

@@ -64,9 +64,11 @@ fn server_serves_stores_and_restarts() {
     let addr = free_addr();
     let child = start(addr, dir.path());
     assert!(dir.path().join("wal").is_dir(), "storage engine not opened in the data dir");
+    let t0 = ocelli_model::time::now_ms() - 60_000;
     let s = DecodedSeries {
         labels: Labels::from_pairs([("__name__", "up"), ("job", "x")]).unwrap(),
-        samples: (0..42).map(|i| Sample::new(i * 1000, 1.0)).collect(),
+        // recent: the server refuses samples older than its retention
+        samples: (0..42).map(|i| Sample::new(t0 + i * 1000, 1.0)).collect(),
     };
     let body = remote_write::encode(&[s]).unwrap();
     assert_eq!(http(addr, "POST", "/api/v1/write", &body).unwrap().0, 204);

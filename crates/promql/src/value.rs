@@ -162,8 +162,8 @@ mod tests {
     fn values_format_as_prometheus_does() {
         assert_eq!(format_value(1.0), "1");
         assert_eq!(format_value(0.1), "0.1");
-        assert_eq!(format_value(1e21), "1000000000000000000000");
-        assert_eq!(format_value(-2.5e-7), "-0.00000025");
+        assert_eq!(format_value(1e21), "1e+21"); // Prometheus: exponent form from 1e21
+        assert_eq!(format_value(-2.5e-7), "-2.5e-07"); // and below 1e-6
         assert_eq!(format_value(f64::NAN), "NaN");
         assert_eq!(format_value(f64::INFINITY), "+Inf");
         assert_eq!(format_value(f64::NEG_INFINITY), "-Inf");

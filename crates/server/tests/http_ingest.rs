@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{config_reaching_2023 as config, http, request, stored};
+use common::{config_old_samples as config, http, request, stored};
 
 use ocelli_model::{Labels, STALE_NAN, Sample};
 use ocelli_server::Server;

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{config_reaching_2023 as config, http};
+use common::{config_old_samples as config, http};
 use ocelli_server::Server;
 use serde_json::Value;
 

@@ -29,9 +29,9 @@ fn get(addr: std::net::SocketAddr, path: &str) -> (u16, Value) {
 async fn replicas_are_deduplicated_and_split_series_united() {
     let (da, db, dq) =
         (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = Server::start(common::config_reaching_2023(da.path())).await.unwrap();
-    let b = Server::start(common::config_reaching_2023(db.path())).await.unwrap();
-    let mut q = common::config_reaching_2023(dq.path());
+    let a = Server::start(common::config_old_samples(da.path())).await.unwrap();
+    let b = Server::start(common::config_old_samples(db.path())).await.unwrap();
+    let mut q = common::config_old_samples(dq.path());
     q.cluster.role = Role::Query;
     q.cluster.stores = vec![format!("http://{}", a.addr), format!("http://{}", b.addr)];
     q.cluster.replica_label = "replica".into();

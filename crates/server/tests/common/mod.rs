@@ -97,12 +97,12 @@ pub fn config(dir: &std::path::Path) -> Config {
     }
 }
 
-/// [`config`] with a retention reaching back to the fixed timestamps some tests write
-/// (1_700_000_000_000, November 2023): writes older than the retention are refused.
+/// [`config`] with a retention reaching back to the fixed timestamps some tests write (from
+/// the 1970s, or 1_700_000_000_000, November 2023): writes older than the retention are refused.
 #[allow(dead_code)] // not every test file writes fixed timestamps
-pub fn config_reaching_2023(dir: &std::path::Path) -> Config {
+pub fn config_old_samples(dir: &std::path::Path) -> Config {
     let mut c = config(dir);
-    c.storage.retention = "3650d".into();
+    c.storage.retention = "36500d".into();
     c
 }
 
