@@ -7,12 +7,13 @@
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use ocelli_model::time::{MAX_TIME_MS, MIN_TIME_MS, parse_time};
+use ocelli_model::time::{MAX_TIME_MS, MIN_TIME_MS};
 use serde_json::{Map, Value, json};
 
+use crate::query::Params;
 use crate::state::AppState;
 use crate::{Error, Result};
 
@@ -30,34 +31,16 @@ async fn query_exemplars(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response> {
-    let mut params: Vec<(String, String)> =
-        form_urlencoded::parse(raw.unwrap_or_default().as_bytes()).into_owned().collect();
-    let form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|c| c.to_str().ok())
-        .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
-    if form {
-        let body = ocelli_http::read_body(body, st.limits.max_body_bytes).await?;
-        params.extend(form_urlencoded::parse(&body).into_owned());
-    }
-    let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-    let time = |k: &str, default: i64| match get(k) {
-        None | Some("") => Ok(default),
-        Some(v) => parse_time(v).ok_or_else(|| {
-            Error::BadData(format!(
-                "invalid parameter \"{k}\": cannot parse {v:?} to a valid timestamp"
-            ))
-        }),
-    };
-    let start = time("start", MIN_TIME_MS)?;
-    let end = time("end", MAX_TIME_MS)?;
+    let p = Params::read(raw, &headers, body, st.limits.max_body_bytes).await?;
+    let start = p.time("start", MIN_TIME_MS)?;
+    let end = p.time("end", MAX_TIME_MS)?;
     if end < start {
         return Err(Error::BadData(
             "invalid parameter \"end\": end timestamp must not be before start timestamp".into(),
         ));
     }
-    let query = get("query").unwrap_or("");
-    let expr = ocelli_promql::parse(query).map_err(|e| Error::BadData(e.to_string()))?;
+    let query = p.get("query").unwrap_or("");
+    let expr = ocelli_promql::parse(query).map_err(crate::query::query_error)?;
     let selectors =
         ocelli_promql::expr_selectors(&expr).map_err(|e| Error::BadData(e.to_string()))?;
     let found = st.exemplars.query(&selectors, start, end);

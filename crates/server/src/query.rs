@@ -101,11 +101,12 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/federate", get(federate))
 }
 
-/// Request parameters: the query string's, then a form body's.
-struct Params(Vec<(String, String)>);
+/// Request parameters: the query string's, then a form body's (the query API's, and the other
+/// endpoints that take parameters as Prometheus does: query_exemplars, Influx's `/query`).
+pub(crate) struct Params(Vec<(String, String)>);
 
 impl Params {
-    async fn read(
+    pub(crate) async fn read(
         raw: Option<String>,
         headers: &HeaderMap,
         body: Body,
@@ -126,7 +127,7 @@ impl Params {
         Ok(Params(v))
     }
 
-    fn get(&self, k: &str) -> Option<&str> {
+    pub(crate) fn get(&self, k: &str) -> Option<&str> {
         self.0.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
     }
 
@@ -134,7 +135,7 @@ impl Params {
         self.0.iter().filter(|(n, _)| n == k).map(|(_, v)| v.as_str()).collect()
     }
 
-    fn time(&self, k: &str, default: i64) -> Result<i64> {
+    pub(crate) fn time(&self, k: &str, default: i64) -> Result<i64> {
         match self.get(k) {
             None | Some("") => Ok(default),
             Some(s) => parse_time(s).ok_or_else(|| {
@@ -322,18 +323,14 @@ async fn query(
     let q = p.query()?;
     let t = p.time("time", now_ms())?;
     let r = resolution(&p)?;
-    match stats(&p) {
-        None => {
-            evaluate(&st, &p, move |engine, s| Ok((engine.instant_at(s, &q, t, r)?, None))).await
-        }
+    let stats = stats(&p);
+    evaluate(&st, &p, move |engine, s| match stats {
+        None => Ok((engine.instant_at(s, &q, t, r)?, None)),
         Some(all) => {
-            evaluate(&st, &p, move |engine, s| {
-                let (v, stats) = engine.instant_with_stats(s, &q, t, r)?;
-                Ok((v, Some(per_step(stats, all))))
-            })
-            .await
+            engine.instant_with_stats(s, &q, t, r).map(|(v, x)| (v, Some(per_step(x, all))))
         }
-    }
+    })
+    .await
 }
 
 /// The `stats` parameter: `None` without it, `Some(true)` for `stats=all` (per-step sample
@@ -367,7 +364,7 @@ async fn format_query(
 
 /// A query's error for the API: parse errors name the parameter, as Prometheus words them
 /// (`invalid parameter "query": 1:5: parse error: ...`).
-fn query_error(e: ocelli_promql::Error) -> Error {
+pub(crate) fn query_error(e: ocelli_promql::Error) -> Error {
     match e {
         ocelli_promql::Error::Parse(_) => {
             Error::BadData(format!("invalid parameter \"query\": {e}"))
@@ -434,21 +431,14 @@ async fn query_range(
         ))
     })?;
     let r = resolution(&p)?;
-    match stats(&p) {
-        None => {
-            evaluate(&st, &p, move |engine, s| {
-                Ok((engine.range_at(s, &q, start, end, step, r)?, None))
-            })
-            .await
-        }
-        Some(all) => {
-            evaluate(&st, &p, move |engine, s| {
-                let (v, stats) = engine.range_with_stats(s, &q, start, end, step, r)?;
-                Ok((v, Some(per_step(stats, all))))
-            })
-            .await
-        }
-    }
+    let stats = stats(&p);
+    evaluate(&st, &p, move |engine, s| match stats {
+        None => Ok((engine.range_at(s, &q, start, end, step, r)?, None)),
+        Some(all) => engine
+            .range_with_stats(s, &q, start, end, step, r)
+            .map(|(v, x)| (v, Some(per_step(x, all)))),
+    })
+    .await
 }
 
 async fn series(

@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use axum::body::Body;
 use axum::extract::{Query, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ocelli_wire::influx::FieldType;
 use parking_lot::Mutex;
@@ -156,17 +156,8 @@ pub(super) async fn query(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response> {
-    let mut params: Vec<(String, String)> =
-        form_urlencoded::parse(raw.unwrap_or_default().as_bytes()).into_owned().collect();
-    let form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|c| c.to_str().ok())
-        .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
-    if form {
-        let body = read_body(body, st.limits.max_body_bytes).await?;
-        params.extend(form_urlencoded::parse(&body).into_owned());
-    }
-    let Some(q) = params.iter().find(|(k, _)| k == "q").map(|(_, v)| v.clone()) else {
+    let params = crate::query::Params::read(raw, &headers, body, st.limits.max_body_bytes).await?;
+    let Some(q) = params.get("q").map(str::to_owned) else {
         return Ok(influx_error(StatusCode::BAD_REQUEST, "missing required parameter \"q\""));
     };
     let statements: Vec<String> =
