@@ -35,8 +35,6 @@ pub struct Written {
     pub samples: usize,
     /// Samples left out for being outside the time bounds.
     pub refused: Refused,
-    /// Metadata entries the request carried.
-    pub metadata: usize,
     /// Native histogram samples the request carried (stored as classic series).
     pub histograms: usize,
     /// Exemplars the request carried.
@@ -110,7 +108,6 @@ pub fn store_remote_write(
             let req = rw::decode_raw_with_limits(proto, limits).map_err(bad)?;
             let now = now_ms();
             let mut written = Written {
-                metadata: req.metadata().len(),
                 histograms: req.histograms(),
                 exemplars: req.exemplars().len(),
                 ..Written::default()

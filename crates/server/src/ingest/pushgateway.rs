@@ -124,11 +124,11 @@ pub(crate) async fn refresh_loop(
 /// series left are forgotten.
 pub(crate) fn refresh(db: &Db, groups: &Groups, now: i64, retention_ms: i64) -> Result<usize> {
     let _guard = PUSH_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let mut map = groups.0.lock();
-    if map.is_none() {
-        *map = Some(seed(db, now, retention_ms)?);
-    }
-    let map = map.as_mut().unwrap_or_else(|| unreachable!("seeded above"));
+    let mut seeded = groups.0.lock();
+    let map = match &mut *seeded {
+        Some(map) => map,
+        None => seeded.insert(seed(db, now, retention_ms)?),
+    };
     let mut batch = Vec::new();
     let mut gone = Vec::new();
     for (group, last) in map.iter_mut() {
