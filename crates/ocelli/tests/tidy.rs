@@ -73,7 +73,7 @@ const LAYERS: &[&[&str]] = &[
     &["ocelli-scrape", "ocelli-cluster"],
     &["ocelli-ingest", "ocelli-storage"],
     &["ocelli-http"],
-    &["ocelli-promql", "ocelli-tsdb", "ocelli-wire", "ocelli-spool"],
+    &["ocelli-promql", "ocelli-tsdb", "ocelli-wire", "ocelli-spool", "ocelli-tls"],
     &["ocelli-model"],
 ];
 
