@@ -138,13 +138,20 @@ impl Agent {
             Some(s) => Some(ServerUrl::parse(s)?),
             None => None,
         };
+        let trust = cfg.tls.trust()?;
+        let token = crate::credential::resolve(&cfg, server.as_ref(), &trust, timeout).await?;
+        // every client of the server: https with the configured trust, and the credential
+        let client = |url: ServerUrl| -> Result<Client> {
+            let c = Client::new(url.clone(), timeout).with_token(token.as_deref());
+            if url.tls { c.with_trust(&trust) } else { Ok(c) }
+        };
         let out = match (&cfg.amqp, &server) {
             (Some(a), _) => Some(Output::Amqp(crate::amqp::Publisher::new(
                 a.clone(),
                 cfg.identity.key(),
                 timeout,
             ))),
-            (None, Some(url)) => Some(Output::Http(Client::new(url.clone(), timeout))),
+            (None, Some(url)) => Some(Output::Http(client(url.clone())?)),
             (None, None) => None,
         };
         let pusher = match out {
@@ -169,17 +176,28 @@ impl Agent {
         let (shutdown, rx) = watch::channel(false);
         let mut stop = rx.clone();
         let app = crate::http::router(shared.clone());
+        let tls = match cfg.tls.server_files()? {
+            Some(files) => Some(ocelli_tls::ServerTls::load(&files).map_err(Error::Config)?),
+            None => None,
+        };
         let http = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await
-                .map_err(|e| Error::Internal(format!("serving HTTP: {e}")))
+            let stop = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            match tls {
+                Some(t) => match ocelli_tls::TlsListener::new(listener, t) {
+                    Ok(l) => axum::serve(l, app).with_graceful_shutdown(stop).await,
+                    Err(e) => Err(e),
+                },
+                None => axum::serve(listener, app).with_graceful_shutdown(stop).await,
+            }
+            .map_err(|e| Error::Internal(format!("serving HTTP: {e}")))
         });
         let collect = tokio::spawn(collect_loop(shared.clone(), pusher, rx.clone()));
-        let beat = server
-            .map(|url| tokio::spawn(heartbeat_loop(shared.clone(), Client::new(url, timeout), rx)));
+        let beat = match server {
+            Some(url) => Some(tokio::spawn(heartbeat_loop(shared.clone(), client(url)?, rx))),
+            None => None,
+        };
         tracing::info!(%addr, %address, mode = %run.mode, interval_seconds = run.interval_seconds,
             server = cfg.server.as_deref().unwrap_or("none"),
             amqp = cfg.amqp.as_ref().map(|a| a.exchange.as_str()).unwrap_or("none"),

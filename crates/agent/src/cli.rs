@@ -113,6 +113,25 @@ pub struct AgentArgs {
     /// The cloud region, free text [default: unknown].
     #[arg(long, env = "OCELLI_AGENT_REGION")]
     pub region: Option<String>,
+    /// https: trust the server's certificate if it chains to this CA (PEM) ([tls] ca_file).
+    #[arg(long, env = "OCELLI_AGENT_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// https: trust the server's CA with this fingerprint, sha256:<hex> ([tls] ca_pin).
+    #[arg(long, env = "OCELLI_AGENT_CA_PIN", conflicts_with = "ca_file")]
+    pub ca_pin: Option<String>,
+    /// A file holding the token to send the server (token_file).
+    #[arg(long, env = "OCELLI_AGENT_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Enrol once with this join token (ocelli token create --join); the credential it gets
+    /// is kept in the data directory.
+    #[arg(long, env = "OCELLI_AGENT_JOIN_TOKEN", hide_env_values = true)]
+    pub join_token: Option<String>,
+    /// Serve the agent's endpoints over HTTPS with this certificate chain ([tls] cert_file).
+    #[arg(long, env = "OCELLI_AGENT_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's key ([tls] key_file).
+    #[arg(long, env = "OCELLI_AGENT_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl AgentArgs {
@@ -160,6 +179,16 @@ impl AgentArgs {
         set(&mut id.vm_id, self.vm_id);
         set(&mut id.csp, self.csp);
         set(&mut id.region, self.region);
+        if self.ca_file.is_some() || self.ca_pin.is_some() {
+            c.tls.ca_file = self.ca_file;
+            c.tls.ca_pin = self.ca_pin;
+        }
+        c.token_file = self.token_file.or(c.token_file);
+        c.join_token = self.join_token.or(c.join_token);
+        if self.tls_cert.is_some() {
+            c.tls.cert_file = self.tls_cert;
+            c.tls.key_file = self.tls_key;
+        }
         Ok(c)
     }
 }

@@ -258,6 +258,64 @@ pub struct AgentConfig {
     pub request_timeout_seconds: u32,
     pub paths: Paths,
     pub collectors: CollectorsConfig,
+    /// TLS of the agent's listener, and what it trusts of the server (`[tls]`).
+    pub tls: AgentTls,
+    /// A file holding the token sent to the server (a write token of the agent's namespace);
+    /// without it, the credential enrolment left in the data directory, if any.
+    pub token_file: Option<PathBuf>,
+    /// A join token to enrol with once (`--join-token`); the credential it gets is kept in the
+    /// data directory and used from then on.
+    pub join_token: Option<String>,
+    /// A token given in code (the server's own agent); never read from a file.
+    #[serde(skip)]
+    pub token: Option<String>,
+}
+
+/// `[tls]` of the agent: the same keys as the server's for its listener (`cert_file`,
+/// `key_file`, `client_ca_file`), and the trust of the server's certificate for `https://`
+/// (`ca_file`, or `ca_pin`, else Mozilla's roots).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentTls {
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub client_ca_file: Option<PathBuf>,
+    /// The CA (PEM) the server's certificate must chain to.
+    pub ca_file: Option<PathBuf>,
+    /// The SHA-256 fingerprint of the server's CA, `sha256:<hex>`.
+    pub ca_pin: Option<String>,
+}
+
+impl AgentTls {
+    /// What the agent trusts of the server.
+    pub fn trust(&self) -> Result<ocelli_tls::Trust> {
+        match (&self.ca_file, &self.ca_pin) {
+            (Some(_), Some(_)) => {
+                Err(Error::Config("tls: give ca_file or ca_pin, not both".into()))
+            }
+            (Some(f), None) => Ok(ocelli_tls::Trust::CaFile(f.clone())),
+            (None, Some(p)) => ocelli_tls::parse_pin(p)
+                .map(ocelli_tls::Trust::Pin)
+                .map_err(|e| Error::Config(format!("tls.ca_pin: {e}"))),
+            (None, None) => Ok(ocelli_tls::Trust::System),
+        }
+    }
+
+    /// The listener's files, when the agent serves HTTPS.
+    pub fn server_files(&self) -> Result<Option<ocelli_tls::ServerFiles>> {
+        match (&self.cert_file, &self.key_file) {
+            (Some(c), Some(k)) => Ok(Some(ocelli_tls::ServerFiles {
+                cert_file: c.clone(),
+                key_file: k.clone(),
+                client_ca_file: self.client_ca_file.clone(),
+            })),
+            (None, None) if self.client_ca_file.is_none() => Ok(None),
+            (None, None) => {
+                Err(Error::Config("tls.client_ca_file needs tls.cert_file and tls.key_file".into()))
+            }
+            _ => Err(Error::Config("tls: cert_file and key_file go together".into())),
+        }
+    }
 }
 
 impl Default for AgentConfig {
@@ -275,6 +333,10 @@ impl Default for AgentConfig {
             request_timeout_seconds: 10,
             paths: Paths::default(),
             collectors: CollectorsConfig::default(),
+            tls: AgentTls::default(),
+            token_file: None,
+            join_token: None,
+            token: None,
         }
     }
 }
@@ -335,6 +397,11 @@ impl AgentConfig {
                     known.join(", ")
                 )));
             }
+        }
+        self.tls.trust()?;
+        self.tls.server_files()?;
+        if self.join_token.is_some() && self.server.is_none() {
+            return Err(Error::Config("join_token: enrolment needs a server (--server)".into()));
         }
         Ok(())
     }

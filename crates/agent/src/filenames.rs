@@ -4,3 +4,7 @@
 
 /// The folder under `--data-dir` that holds push batches the server has not taken yet.
 pub const BUFFER_DIR: &str = "buffer";
+
+/// The file under `--data-dir` holding the agent's own credential (a token, mode 0600), made
+/// by enrolment with a join token.
+pub const CREDENTIAL_FILE: &str = "credential";

@@ -21,6 +21,7 @@ pub mod cli;
 pub mod client;
 pub mod collector;
 pub mod config;
+pub mod credential;
 mod error;
 pub mod exposition;
 pub mod filenames;

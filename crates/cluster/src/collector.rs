@@ -349,6 +349,8 @@ async fn consume(
                     &sink.aggregator,
                     &sink.limits,
                     &sink.bounds,
+                    // brokers are the operator's: what comes through them is not stamped
+                    &ocelli_ingest::append::Stamp::default(),
                     &data,
                     // exemplars are kept by the server that serves queries, not a collector
                     &mut |m, _| sink.metadata.record(m),

@@ -1,5 +1,5 @@
 //! The API's error type, shared by every router of the server and its domains, and its one mapping to an HTTP status plus a Prometheus-style
-//! `errorType` (`bad_data`, `not_found`, `execution`, `timeout`, `unavailable`, `internal`).
+//! `errorType` (`bad_data`, `not_found`, `unauthorized`, `forbidden`, `execution`, `timeout`, `unavailable`, `internal`).
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -44,6 +44,12 @@ pub enum Error {
     /// A part of the server is closed or not started (the registry while shutting down).
     #[error("{0}")]
     Unavailable(String),
+    /// No credential, or one that does not check out (unknown, expired, revoked, malformed).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// A valid credential that may not do this (a read token writing, another namespace).
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -66,6 +72,8 @@ impl Error {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
             }
             Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Error::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Error::Conflict(_) => (StatusCode::CONFLICT, "bad_data"),
             Error::BadGateway(_) => (StatusCode::BAD_GATEWAY, "unavailable"),
             Error::GatewayTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),

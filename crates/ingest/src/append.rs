@@ -5,6 +5,7 @@
 
 use ocelli_http::{Error, Result};
 use ocelli_model::time::now_ms;
+use ocelli_model::{Label, Labels};
 use ocelli_tsdb::{Db, SeriesSamples};
 use ocelli_wire::remote_write::DecodedSeries;
 
@@ -52,14 +53,66 @@ impl Written {
     }
 }
 
+/// Labels the server sets on every series of a write, overwriting what the client sent: a
+/// namespace-scoped credential's `ns`, and an agent credential's identity labels. This is how
+/// a write of one namespace can never land in another, whatever its series claim.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stamp(Vec<Label>);
+
+impl Stamp {
+    /// The labels to set (names are label names the caller has checked; empty values are
+    /// left out).
+    pub fn new<'a>(labels: impl IntoIterator<Item = (&'a String, &'a String)>) -> Stamp {
+        let mut v: Vec<Label> = labels
+            .into_iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(n, v)| Label::new(n.clone(), v.clone()))
+            .collect();
+        v.sort();
+        v.dedup_by(|a, b| a.name == b.name);
+        Stamp(v)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `labels` with the stamp's labels set.
+    pub fn apply(&self, labels: Labels) -> Labels {
+        if self.0.is_empty() {
+            return labels;
+        }
+        let mut v: Vec<Label> = labels
+            .into_vec()
+            .into_iter()
+            .filter(|l| self.0.binary_search_by(|s| s.name.cmp(&l.name)).is_err())
+            .collect();
+        v.extend(self.0.iter().cloned());
+        v.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        Labels::from_sorted(v)
+    }
+
+    /// Every series of `series` stamped.
+    pub fn apply_all(&self, series: &mut [DecodedSeries]) {
+        if self.0.is_empty() {
+            return;
+        }
+        for s in series {
+            s.labels = self.apply(std::mem::take(&mut s.labels));
+        }
+    }
+}
+
 /// Appends decoded series as one all-or-nothing batch, through ingest aggregation, without the
-/// samples outside `bounds`. Blocking.
+/// samples outside `bounds`, with `stamp`'s labels set on each. Blocking.
 pub fn store_decoded(
     db: &Db,
     aggregator: &Aggregator,
     bounds: &Bounds,
-    series: Vec<DecodedSeries>,
+    stamp: &Stamp,
+    mut series: Vec<DecodedSeries>,
 ) -> Result<Written> {
+    stamp.apply_all(&mut series);
     let res = store_decoded_at(db, aggregator, bounds, series, now_ms());
     after_write();
     res
@@ -91,6 +144,7 @@ pub fn store_remote_write(
     aggregator: &Aggregator,
     limits: &ocelli_wire::remote_write::Limits,
     bounds: &Bounds,
+    stamp: &Stamp,
     body: &[u8],
     extras: &mut dyn FnMut(&[ocelli_wire::exposition::Metadata], &[ocelli_wire::Exemplar]),
 ) -> Result<Written> {
@@ -112,9 +166,10 @@ pub fn store_remote_write(
                 exemplars: req.exemplars().len(),
                 ..Written::default()
             };
-            if !req.histogram_series().is_empty() {
+            if !req.histogram_series().is_empty() || !stamp.is_empty() {
                 // the rare request with native histograms takes the owned path, so that its
-                // float and histogram series are still one batch
+                // float and histogram series are still one batch; so does a stamped write,
+                // whose labels change
                 let mut series = Vec::with_capacity(req.series().len());
                 for (index, s) in req.series().enumerate() {
                     if s.samples.is_empty() {
@@ -126,6 +181,7 @@ pub fn store_remote_write(
                     series.push(DecodedSeries { labels, samples: s.samples.to_vec() });
                 }
                 series.extend(req.histogram_series().iter().cloned());
+                stamp.apply_all(&mut series);
                 let w = store_decoded_at(db, aggregator, bounds, series, now)?;
                 extras(req.metadata(), req.exemplars());
                 return Ok(Written { samples: w.samples, refused: w.refused, ..written });
@@ -157,4 +213,26 @@ pub fn store_remote_write(
         after_write();
         res
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn a_stamp_overwrites_what_the_client_claims() {
+        let mine: BTreeMap<String, String> =
+            [("ns".to_string(), "a".to_string()), ("vm_id".into(), "v1".into())].into();
+        let stamp = Stamp::new(&mine);
+        let claimed = Labels::from_pairs([("__name__", "up"), ("ns", "b"), ("job", "x")]).unwrap();
+        let got = stamp.apply(claimed);
+        assert_eq!(
+            got,
+            Labels::from_pairs([("__name__", "up"), ("ns", "a"), ("job", "x"), ("vm_id", "v1")])
+                .unwrap()
+        );
+        let plain = Labels::from_pairs([("__name__", "up")]).unwrap();
+        assert_eq!(Stamp::default().apply(plain.clone()), plain);
+    }
 }

@@ -61,6 +61,21 @@ enum Command {
         /// query: the label telling HA replicas apart (deduplicated, dropped from answers).
         #[arg(long, env = "OCELLI_REPLICA_LABEL")]
         replica_label: Option<String>,
+        /// Serve HTTPS with this certificate chain (PEM); with --tls-key ([tls] cert_file).
+        #[arg(long, env = "OCELLI_TLS_CERT", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The certificate's private key (PEM) ([tls] key_file).
+        #[arg(long, env = "OCELLI_TLS_KEY", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Serve HTTPS with a CA and certificate made in <data-dir>/tls ([tls] auto).
+        #[arg(long, conflicts_with = "tls_cert")]
+        tls_auto: bool,
+        /// Every route but the health probes needs a token ([auth] enabled).
+        #[arg(long)]
+        auth: bool,
+        /// Serve on a non-loopback address without TLS or auth anyway.
+        #[arg(long)]
+        insecure: bool,
     },
     /// Run the host agent: collectors with push, pull and on-demand outputs.
     Agent(ocelli_agent::cli::AgentCommand),
@@ -147,6 +162,11 @@ fn main() -> anyhow::Result<()> {
             collector_id,
             stores,
             replica_label,
+            tls_cert,
+            tls_key,
+            tls_auto,
+            auth,
+            insecure,
         } => {
             let mut cfg = match &config {
                 Some(p) => ocelli_server::Config::load(p)?,
@@ -161,6 +181,18 @@ fn main() -> anyhow::Result<()> {
             if no_local_agent {
                 cfg.local_agent.enabled = false;
             }
+            if let (Some(c), Some(k)) = (tls_cert, tls_key) {
+                cfg.tls.cert_file = Some(c);
+                cfg.tls.key_file = Some(k);
+                cfg.tls.auto = false;
+            }
+            if tls_auto {
+                cfg.tls.auto = true;
+                cfg.tls.cert_file = None;
+                cfg.tls.key_file = None;
+            }
+            cfg.auth.enabled |= auth;
+            cfg.insecure = insecure;
             if !etcd.is_empty() {
                 // servers coordinated through etcd share their agent registry there too
                 cfg.registry.etcd = etcd.clone();

@@ -71,7 +71,7 @@ const LAYERS: &[&[&str]] = &[
     &["ocelli-server", "ocelli-agent"],
     &["ocelli-alerting", "ocelli-registry"],
     &["ocelli-scrape", "ocelli-cluster"],
-    &["ocelli-ingest", "ocelli-storage"],
+    &["ocelli-ingest", "ocelli-storage", "ocelli-auth"],
     &["ocelli-http"],
     &["ocelli-promql", "ocelli-tsdb", "ocelli-wire", "ocelli-spool", "ocelli-tls"],
     &["ocelli-model"],

@@ -99,10 +99,14 @@ async fn capped_body(reg: &Registry, headers: &HeaderMap, body: Body) -> Result<
 /// `POST /api/v1/agents/heartbeat`
 async fn heartbeat(
     State(reg): State<Registry>,
+    caller: Option<axum::Extension<ocelli_auth::Principal>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<impl IntoResponse> {
     let hb = agent::parse_heartbeat(&capped_body(&reg, &headers, body).await?)?;
+    if let Some(axum::Extension(p)) = &caller {
+        may_speak_for(p, &hb.identity)?;
+    }
     let beat = reg.heartbeat(hb).await?;
     let code = if beat.created { StatusCode::CREATED } else { StatusCode::OK };
     let data = json!({
@@ -150,8 +154,41 @@ fn filter(query: &str) -> Result<Filter> {
 }
 
 /// `GET /api/v1/agents`
-async fn list(State(reg): State<Registry>, RawQuery(q): RawQuery) -> Result<impl IntoResponse> {
-    let f = filter(q.as_deref().unwrap_or(""))?;
+/// A credential heartbeats only for agents of its namespace, and an agent's own credential
+/// only for that agent: a leaked one cannot register or move another.
+fn may_speak_for(p: &ocelli_auth::Principal, id: &agent::Identity) -> Result<()> {
+    if let Some(ns) = &p.namespace
+        && *ns != id.ns
+    {
+        return Err(Error::Forbidden(format!(
+            "a token of namespace {ns:?} may not heartbeat for namespace {:?}",
+            id.ns
+        )));
+    }
+    if let Some(key) = &p.agent
+        && *key != id.key()
+    {
+        return Err(Error::Forbidden(format!(
+            "this credential belongs to agent {key:?}, not {:?}",
+            id.key()
+        )));
+    }
+    Ok(())
+}
+
+async fn list(
+    State(reg): State<Registry>,
+    caller: Option<axum::Extension<ocelli_auth::Principal>>,
+    RawQuery(q): RawQuery,
+) -> Result<impl IntoResponse> {
+    let mut f = filter(q.as_deref().unwrap_or(""))?;
+    // a namespace-scoped caller lists its namespace's agents only
+    if let Some(ns) = caller.as_ref().and_then(|c| c.0.namespace.clone()) {
+        if f.ns.as_ref().is_some_and(|asked| *asked != ns) {
+            return Ok(success(Vec::<serde_json::Value>::new()));
+        }
+        f.ns = Some(ns);
+    }
     let agents = reg.list(&f);
     Ok(success(agents.iter().map(agent_json).collect::<Vec<_>>()))
 }

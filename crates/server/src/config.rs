@@ -47,6 +47,13 @@ pub struct Config {
     pub remote_write: Vec<crate::remote_write::RemoteWriteConfig>,
     /// Scale-out roles (`[cluster]`): collector, query node; see `crate::cluster`.
     pub cluster: crate::cluster::ClusterConfig,
+    /// HTTPS on the listen address (`[tls]`).
+    pub tls: TlsConfig,
+    /// Tokens on every route (`[auth]`).
+    pub auth: AuthConfig,
+    /// Serve on a non-loopback address without TLS and auth (`--insecure`).
+    #[serde(skip)]
+    pub insecure: bool,
     /// The file this config was read from, if any: reloading reads it again.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -72,9 +79,47 @@ impl Default for Config {
             aggregation: Vec::new(),
             remote_write: Vec::new(),
             cluster: crate::cluster::ClusterConfig::default(),
+            tls: TlsConfig::default(),
+            auth: AuthConfig::default(),
+            insecure: false,
             source: None,
         }
     }
+}
+
+/// `[tls]`: the listen address speaks HTTPS when a certificate is given or `auto` is on
+/// (`docs/security.md`). Files are read again when they change, so a renewed certificate
+/// needs no restart.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// The certificate chain (PEM), leaf first.
+    pub cert_file: Option<PathBuf>,
+    /// Its private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
+    /// With it, clients must present a certificate signed by this CA (PEM).
+    pub client_ca_file: Option<PathBuf>,
+    /// Make a CA and a server certificate in `<data_dir>/tls` on first start and serve with
+    /// them (cert_file and key_file must then be unset); the CA's fingerprint is logged for
+    /// clients to pin.
+    pub auto: bool,
+    /// Extra names (DNS or IP) for the automatic certificate, besides localhost, the loopback
+    /// addresses, the host name and the listen address.
+    pub auto_names: Vec<String>,
+}
+
+impl TlsConfig {
+    pub fn enabled(&self) -> bool {
+        self.auto || self.cert_file.is_some() || self.key_file.is_some()
+    }
+}
+
+/// `[auth]`: with `enabled`, every route but the health probes needs a token
+/// (`ocelli token create`; `docs/security.md`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    pub enabled: bool,
 }
 
 /// The agent `ocelli server` runs in its own process for the host it runs on, so that a fresh
@@ -252,7 +297,56 @@ impl Config {
         c.cluster
             .compile(c.listen)
             .map_err(|detail| Error::Config { path: origin.into(), detail })?;
+        c.check_tls().map_err(|detail| Error::Config { path: origin.into(), detail })?;
         Ok(c)
+    }
+
+    /// Checks `[tls]`: a certificate comes with its key, `auto` with neither.
+    pub fn check_tls(&self) -> std::result::Result<(), String> {
+        let t = &self.tls;
+        match (&t.cert_file, &t.key_file, t.auto) {
+            (Some(_), Some(_), false) | (None, None, _) => {}
+            (Some(_), None, false) => {
+                return Err("tls.cert_file is set without tls.key_file".into());
+            }
+            (None, Some(_), false) => {
+                return Err("tls.key_file is set without tls.cert_file".into());
+            }
+            (_, _, true) => {
+                return Err("tls.auto makes its own certificate: leave tls.cert_file and tls.key_file unset".into());
+            }
+        }
+        if t.client_ca_file.is_some() && !t.enabled() {
+            return Err(
+                "tls.client_ca_file needs TLS: set tls.cert_file and tls.key_file, or tls.auto"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The default posture: a server on an address other than loopback must have TLS and
+    /// auth on, unless `--insecure` says the operator knows.
+    pub fn check_exposure(&self) -> std::result::Result<(), String> {
+        if self.listen.ip().is_loopback() || self.insecure {
+            return Ok(());
+        }
+        let mut missing = Vec::new();
+        if !self.tls.enabled() {
+            missing.push("TLS ([tls] cert_file and key_file, or auto = true; --tls-cert/--tls-key or --tls-auto)");
+        }
+        if !self.auth.enabled {
+            missing.push("auth ([auth] enabled = true; --auth)");
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(format!(
+            "refusing to listen on {} without {}: anyone who can reach it could read and write \
+             every namespace. Turn them on, or pass --insecure to serve without them anyway",
+            self.listen,
+            missing.join(" and ")
+        ))
     }
 
     /// The storage engine options this config asks for.

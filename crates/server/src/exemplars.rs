@@ -27,11 +27,12 @@ fn labels_json(l: &ocelli_model::Labels) -> Value {
 
 async fn query_exemplars(
     State(st): State<AppState>,
+    caller: crate::auth::Caller,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response> {
-    let p = Params::read(raw, &headers, body, st.limits.max_body_bytes).await?;
+    let p = Params::read(raw, &headers, body, st.limits.max_body_bytes).await?.for_caller(&caller);
     let start = p.time("start", MIN_TIME_MS)?;
     let end = p.time("end", MAX_TIME_MS)?;
     if end < start {
@@ -41,8 +42,13 @@ async fn query_exemplars(
     }
     let query = p.get("query").unwrap_or("");
     let expr = ocelli_promql::parse(query).map_err(crate::query::query_error)?;
-    let selectors =
+    let mut selectors =
         ocelli_promql::expr_selectors(&expr).map_err(|e| Error::BadData(e.to_string()))?;
+    if let Some(ns) = p.tenant() {
+        for s in &mut selectors {
+            *s = ocelli_storage::scope_matchers(s, ns);
+        }
+    }
     let found = st.exemplars.query(&selectors, start, end);
     let data: Vec<Value> = found
         .iter()

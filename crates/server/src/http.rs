@@ -36,6 +36,12 @@ pub struct Server {
     pub rules: crate::alerting::rules::RuleManager,
     /// The notifier: an `AlertSink` for the rule manager, routes for the threshold alarms.
     pub notifier: crate::alerting::notify::Notifier,
+    /// The token store (also for making the local agent's credential).
+    pub auth: Arc<crate::auth::Auth>,
+    /// Whether the listen address speaks HTTPS.
+    pub tls: bool,
+    /// With `[tls] auto`: the CA file clients trust, and its fingerprint to pin.
+    pub auto_ca: Option<AutoCa>,
     shutdown: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<Result<()>>,
 }
@@ -59,6 +65,10 @@ impl Server {
         config: Config,
         hooks: Option<crate::alerting::rules::Hooks>,
     ) -> Result<Server> {
+        config
+            .check_exposure()
+            .map_err(|detail| Error::Config { path: "listen".into(), detail })?;
+        config.check_tls().map_err(|detail| Error::Config { path: "tls".into(), detail })?;
         let cluster = Arc::new(
             config
                 .cluster
@@ -77,6 +87,18 @@ impl Server {
             tracing::warn!("storage recovery: {line}");
         }
         let db = Arc::new(db);
+        let auth_dir = config.data_dir.clone();
+        let store = ocelli_http::blocking(move || ocelli_auth::Store::open(&auth_dir)).await?;
+        let auth =
+            Arc::new(crate::auth::Auth { store: Arc::new(store), enabled: config.auth.enabled });
+        if auth.enabled && auth.store.is_empty() {
+            tracing::warn!(
+                "auth is on and no token exists: stop the server and make the first with \
+                 `ocelli token create --data-dir {} --scope admin`",
+                config.data_dir.display()
+            );
+        }
+        let (server_tls, auto_ca) = server_tls(&config)?;
         let metadata: Arc<crate::query::MetadataStore> = Arc::default();
         let jobs = config.scrape_jobs()?;
         let scrape =
@@ -154,12 +176,13 @@ impl Server {
             ingest.bounds.retention_ms,
             stop_aggregation.subscribe(),
         ));
-        let app = router(state, &alerting);
+        let app = router(state, &alerting, auth.clone());
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| Error::Listen { addr: config.listen.to_string(), source })?;
         let addr = listener.local_addr().map_err(|e| Error::Internal(e.to_string()))?;
-        tracing::info!(%addr, data_dir = %config.data_dir.display(), role = ?cluster.role, "serving");
+        let tls = server_tls.is_some();
+        tracing::info!(%addr, data_dir = %config.data_dir.display(), role = ?cluster.role, tls, auth = auth.enabled, "serving");
         let (shutdown, mut rx) = tokio::sync::watch::channel(false);
         let scraper = scrape.clone();
         scraper.begin().await;
@@ -168,11 +191,16 @@ impl Server {
         let rule_manager = rules.clone();
         let stop_notifier = notifier.clone();
         let task = tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.wait_for(|s| *s).await;
-                })
-                .await;
+            let stop = async move {
+                let _ = rx.wait_for(|s| *s).await;
+            };
+            let served = match server_tls {
+                Some(t) => match ocelli_tls::TlsListener::new(listener, t) {
+                    Ok(l) => axum::serve(l, app).with_graceful_shutdown(stop).await,
+                    Err(e) => Err(e),
+                },
+                None => axum::serve(listener, app).with_graceful_shutdown(stop).await,
+            };
             // consumers stop first: what they hold unacked goes back to the broker
             if let Some(c) = collector {
                 c.shutdown().await;
@@ -198,7 +226,7 @@ impl Server {
             drop(db);
             Ok(())
         });
-        Ok(Server { addr, scrape, rules, notifier, shutdown, task })
+        Ok(Server { addr, scrape, rules, notifier, auth, tls, auto_ca, shutdown, task })
     }
 
     /// Reads the config file again and applies what can change at run time: scrape jobs, rule
@@ -310,9 +338,57 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
+/// The CA file of `[tls] auto` and its fingerprint.
+pub type AutoCa = (std::path::PathBuf, String);
+
+/// The TLS of the listen address, per `[tls]`; with `auto`, also the CA clients should trust
+/// and its fingerprint (made in `<data_dir>/tls` on first start).
+fn server_tls(config: &Config) -> Result<(Option<ocelli_tls::ServerTls>, Option<AutoCa>)> {
+    let t = &config.tls;
+    let bad = |detail: String| Error::Config { path: "tls".into(), detail };
+    if t.auto {
+        let mut names = t.auto_names.clone();
+        if !config.listen.ip().is_unspecified() {
+            names.push(config.listen.ip().to_string());
+        }
+        let auto = ocelli_tls::auto(&config.data_dir.join("tls"), &names).map_err(bad)?;
+        if auto.created {
+            tracing::info!(ca = %auto.ca_file.display(), "made a CA and a server certificate");
+        }
+        tracing::info!(
+            fingerprint = %auto.ca_fingerprint,
+            "TLS with Ocelli's own CA: clients trust it with --ca-file {} or --ca-pin {}",
+            auto.ca_file.display(),
+            auto.ca_fingerprint
+        );
+        let files = ocelli_tls::ServerFiles {
+            cert_file: auto.cert_file,
+            key_file: auto.key_file,
+            client_ca_file: t.client_ca_file.clone(),
+        };
+        let tls = ocelli_tls::ServerTls::load(&files).map_err(bad)?;
+        return Ok((Some(tls), Some((auto.ca_file, auto.ca_fingerprint))));
+    }
+    match (&t.cert_file, &t.key_file) {
+        (Some(cert), Some(key)) => {
+            let files = ocelli_tls::ServerFiles {
+                cert_file: cert.clone(),
+                key_file: key.clone(),
+                client_ca_file: t.client_ca_file.clone(),
+            };
+            Ok((Some(ocelli_tls::ServerTls::load(&files).map_err(bad)?), None))
+        }
+        _ => Ok((None, None)),
+    }
+}
+
 /// The server's own routes and every domain's router, each over its own state, with request
-/// metrics on all of them.
-fn router(state: AppState, alerting: &crate::alerting::Parts) -> Router {
+/// metrics on all of them and the credential check ([`crate::auth::check`]) before them all.
+fn router(
+    state: AppState,
+    alerting: &crate::alerting::Parts,
+    auth: Arc<crate::auth::Auth>,
+) -> Router {
     let requests = state.requests.clone();
     let (scrape, registry) = (state.scrape.clone(), state.registry.clone());
     Router::new()
@@ -331,9 +407,11 @@ fn router(state: AppState, alerting: &crate::alerting::Parts) -> Router {
         .merge(crate::scrape::router(scrape))
         .merge(crate::registry::api::router(registry))
         .merge(crate::alerting::router(alerting))
+        .merge(crate::auth::routes(auth.clone()))
         .fallback(crate::status::not_found)
         // each handler reads its body through `read_body`, which enforces the limit with a
         // precise message
         .layer(DefaultBodyLimit::disable())
         .route_layer(axum::middleware::from_fn_with_state(requests, crate::requests::track))
+        .layer(axum::middleware::from_fn_with_state(auth, crate::auth::check))
 }

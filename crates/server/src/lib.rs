@@ -23,6 +23,7 @@
 //! one or names its `AppState`.
 
 mod admin;
+pub mod auth;
 pub mod config;
 mod exemplars;
 pub mod http;

@@ -103,7 +103,10 @@ pub(crate) fn routes() -> Router<AppState> {
 
 /// Request parameters: the query string's, then a form body's (the query API's, and the other
 /// endpoints that take parameters as Prometheus does: query_exemplars, Influx's `/query`).
-pub(crate) struct Params(Vec<(String, String)>);
+/// A namespace-scoped caller's namespace rides along: every selector the parameters give is
+/// joined with `ns="<namespace>"` ([`Params::matchers`]), and queries read through
+/// `ocelli_storage::Scoped` ([`evaluate`]).
+pub(crate) struct Params(Vec<(String, String)>, Option<Matcher>);
 
 impl Params {
     pub(crate) async fn read(
@@ -124,7 +127,18 @@ impl Params {
             let body = read_body(body, max).await?;
             v.extend(form_urlencoded::parse(&body).map(|(k, v)| (k.into_owned(), v.into_owned())));
         }
-        Ok(Params(v))
+        Ok(Params(v, None))
+    }
+
+    /// The same parameters, confined to the caller's namespace.
+    pub(crate) fn for_caller(mut self, caller: &crate::auth::Caller) -> Params {
+        self.1 = caller.namespace().map(|ns| Matcher::equal("ns", ns));
+        self
+    }
+
+    /// The namespace matcher of a namespace-scoped caller.
+    pub(crate) fn tenant(&self) -> Option<&Matcher> {
+        self.1.as_ref()
     }
 
     pub(crate) fn get(&self, k: &str) -> Option<&str> {
@@ -174,10 +188,22 @@ impl Params {
                         "invalid parameter \"match[]\": match[] must contain at least one non-empty matcher: {m}"
                     )));
                 }
-                out.push(b);
+                out.push(match &self.1 {
+                    Some(ns) => ocelli_storage::scope_matchers(&b, ns),
+                    None => b,
+                });
             }
         }
         Ok(out)
+    }
+
+    /// [`Params::matchers`]; for a namespace-scoped caller without `match[]`, its namespace.
+    fn matchers_or_tenant(&self) -> Result<Vec<Vec<Matcher>>> {
+        let m = self.matchers()?;
+        match &self.1 {
+            Some(ns) if m.is_empty() => Ok(vec![vec![ns.clone()]]),
+            _ => Ok(m),
+        }
     }
 
     fn limit(&self) -> Result<usize> {
@@ -315,11 +341,12 @@ fn engine_for(st: &AppState, p: &Params) -> Result<Engine> {
 
 async fn query(
     State(st): State<AppState>,
+    caller: crate::auth::Caller,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response> {
-    let p = Params::read(raw, &headers, body, st.limits.max_body_bytes).await?;
+    let p = Params::read(raw, &headers, body, st.limits.max_body_bytes).await?.for_caller(&caller);
     let q = p.query()?;
     let t = p.time("time", now_ms())?;
     let r = resolution(&p)?;
@@ -389,15 +416,26 @@ async fn evaluate(
     let db = st.db.clone();
     let fanout = is_query_node(st).then(|| st.cluster.clone());
     let handle = tokio::runtime::Handle::current();
+    let tenant = p.tenant().cloned();
     let v = blocking(move || {
         let max_samples = engine.options().max_samples;
         let t0 = std::time::Instant::now();
-        let v = match &fanout {
+        let fan;
+        let local;
+        let storage: &dyn ocelli_promql::Storage = match &fanout {
             Some(c) => {
-                let s = FanoutStorage { fanout: &c.fanout, handle, max_samples };
-                run(&engine, &s)
+                fan = FanoutStorage { fanout: &c.fanout, handle, max_samples };
+                &fan
             }
-            None => run(&engine, &DbStorage { db: &db, max_samples }),
+            None => {
+                local = DbStorage { db: &db, max_samples };
+                &local
+            }
+        };
+        // a namespace-scoped caller's every selection is joined with its namespace
+        let v = match tenant {
+            Some(ns) => run(&engine, &ocelli_storage::Scoped { inner: storage, ns }),
+            None => run(&engine, storage),
         }
         .map_err(query_error);
         after_query(t0);
@@ -416,11 +454,12 @@ async fn evaluate(
 
 async fn query_range(
     State(st): State<AppState>,
+    caller: crate::auth::Caller,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response> {
-    let p = Params::read(raw, &headers, body, st.limits.max_body_bytes).await?;
+    let p = Params::read(raw, &headers, body, st.limits.max_body_bytes).await?.for_caller(&caller);
     let q = p.query()?;
     let start = p.required_time("start")?;
     let end = p.required_time("end")?;
@@ -443,11 +482,12 @@ async fn query_range(
 
 async fn series(
     State(st): State<AppState>,
+    caller: crate::auth::Caller,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response> {
-    let p = Params::read(raw, &headers, body, st.limits.max_body_bytes).await?;
+    let p = Params::read(raw, &headers, body, st.limits.max_body_bytes).await?.for_caller(&caller);
     let matchers = p.matchers()?;
     if matchers.is_empty() {
         return Err(Error::BadData("no match[] parameter provided".into()));
@@ -483,12 +523,13 @@ fn string_list(v: &[String]) -> String {
 
 async fn labels(
     State(st): State<AppState>,
+    caller: crate::auth::Caller,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response> {
-    let p = Params::read(raw, &headers, body, st.limits.max_body_bytes).await?;
-    let matchers = p.matchers()?;
+    let p = Params::read(raw, &headers, body, st.limits.max_body_bytes).await?.for_caller(&caller);
+    let matchers = p.matchers_or_tenant()?;
     let (start, end) = (p.time("start", MIN_TIME)?, p.time("end", MAX_TIME)?);
     let limit = p.limit()?;
     let names = union_over(
@@ -552,15 +593,16 @@ async fn union_over(
 
 async fn label_values(
     State(st): State<AppState>,
+    caller: crate::auth::Caller,
     Path(name): Path<String>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response> {
-    let p = Params::read(raw, &headers, Body::empty(), 0).await?;
+    let p = Params::read(raw, &headers, Body::empty(), 0).await?.for_caller(&caller);
     if !ocelli_model::is_valid_label_name(&name) {
         return Err(Error::BadData(format!("invalid label name: \"{name}\"")));
     }
-    let matchers = p.matchers()?;
+    let matchers = p.matchers_or_tenant()?;
     let (start, end) = (p.time("start", MIN_TIME)?, p.time("end", MAX_TIME)?);
     let limit = p.limit()?;
     let wanted = name.clone();
@@ -592,21 +634,37 @@ async fn buildinfo() -> Response {
 
 async fn metadata(
     State(st): State<AppState>,
+    caller: crate::auth::Caller,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response> {
-    let p = Params::read(raw, &headers, Body::empty(), 0).await?;
+    let p = Params::read(raw, &headers, Body::empty(), 0).await?.for_caller(&caller);
     let limit = match p.get("limit") {
         None | Some("") => -1,
         Some(s) => s.parse::<i64>().map_err(|_| {
             Error::BadData(format!("invalid parameter \"limit\": cannot parse \"{s}\" to a number"))
         })?,
     };
-    let metric = p.get("metric").unwrap_or("");
+    let metric = p.get("metric").unwrap_or("").to_string();
+    // a namespace-scoped caller sees the metadata of the metrics its namespace has
+    let visible: Option<std::collections::BTreeSet<String>> = match p.tenant().cloned() {
+        Some(ns) => {
+            let db = st.db.clone();
+            let names = blocking(move || {
+                Ok(db.label_values(ocelli_model::METRIC_NAME, &[ns], MIN_TIME, MAX_TIME, 0)?)
+            })
+            .await?;
+            Some(names.into_iter().collect())
+        }
+        None => None,
+    };
     let f = st.metadata.families();
     let mut data = serde_json::Map::new();
     for (name, (kind, help, unit)) in f.iter() {
-        if !metric.is_empty() && name != metric {
+        if !metric.is_empty() && *name != metric {
+            continue;
+        }
+        if visible.as_ref().is_some_and(|v| !v.contains(name)) {
             continue;
         }
         if limit >= 0 && data.len() as i64 >= limit {
@@ -624,10 +682,11 @@ async fn metadata(
 /// `match[]`, as exposition text with timestamps, grouped by metric name.
 async fn federate(
     State(st): State<AppState>,
+    caller: crate::auth::Caller,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response> {
-    let p = Params::read(raw, &headers, Body::empty(), 0).await?;
+    let p = Params::read(raw, &headers, Body::empty(), 0).await?.for_caller(&caller);
     let matchers = p.matchers()?;
     let now = now_ms();
     let lookback =

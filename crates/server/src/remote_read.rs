@@ -17,8 +17,13 @@ pub(crate) fn routes() -> Router<AppState> {
 /// `POST /api/v1/read`: Prometheus remote_read, `SAMPLES` answers. The queries of one request
 /// share the query engine's sample limit (`[query] max_samples`); past it the request gets a
 /// 422 naming the limit, as a PromQL query would.
-async fn remote_read(State(st): State<AppState>, body: Body) -> Result<impl IntoResponse> {
+async fn remote_read(
+    State(st): State<AppState>,
+    caller: crate::auth::Caller,
+    body: Body,
+) -> Result<impl IntoResponse> {
     let body = read_body(body, st.limits.max_body_bytes).await?;
+    let tenant = caller.namespace().map(|ns| ocelli_model::Matcher::equal("ns", ns));
     let max_samples = st.engine.options().max_samples;
     let answer = blocking(move || {
         use ocelli_wire::remote_read as rr;
@@ -29,7 +34,11 @@ async fn remote_read(State(st): State<AppState>, body: Body) -> Result<impl Into
         for q in &queries {
             let limits = ocelli_tsdb::Limits { max_series: usize::MAX, max_samples: left };
             let mut series = Vec::new();
-            st.db.select_each(&q.matchers, q.start_ms, q.end_ms, limits, &mut |l, s| {
+            let matchers = match &tenant {
+                Some(ns) => ocelli_storage::scope_matchers(&q.matchers, ns),
+                None => q.matchers.clone(),
+            };
+            st.db.select_each(&matchers, q.start_ms, q.end_ms, limits, &mut |l, s| {
                 series.push((l, s));
                 true
             })?;

@@ -9,10 +9,12 @@
 //! engine and nothing else.
 
 pub mod exemplars;
+pub mod scoped;
 
 use std::collections::BTreeMap;
 
 pub use exemplars::ExemplarStore;
+pub use scoped::{Scoped, scope_matchers};
 
 use ocelli_model::{Labels, Matcher, Sample};
 use ocelli_promql::{Storage, StorageError};

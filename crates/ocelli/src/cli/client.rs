@@ -1,10 +1,11 @@
 //! The client's HTTP side: one kept-alive connection to the server (the agent's
-//! [`ocelli_agent::client::Client`], over plain `http://`), and the reading of the server's
+//! [`ocelli_agent::client::Client`], `http://` or `https://` trusting `--ca-file`, `--ca-pin`
+//! or Mozilla's roots, with `--token` as a bearer token), and the reading of the server's
 //! answers: `{"status":"success","data":...}` gives `data`, Alertmanager-shaped answers (the
 //! silences) are taken whole, and an error status becomes [`Failure::Server`] with the server's
 //! own message. A connection that fails or times out is [`Failure::Unreachable`].
 //!
-//! Deliberately absent: https (refused with a message naming the flag), redirects, retries.
+//! Deliberately absent: redirects, retries.
 
 use std::time::Duration;
 
@@ -29,16 +30,27 @@ impl Api {
     /// Checks `--server` and `--timeout`; nothing is connected yet.
     pub fn new(conn: &Conn) -> Result<Api> {
         let url = conn.server.trim_end_matches('/').to_string();
-        if url.starts_with("https://") {
-            return Err(Failure::Usage(format!(
-                "--server {url}: https is not supported by the command line yet; give the \
-                 server's http:// address"
-            )));
-        }
         let parsed = ServerUrl::parse(&url).map_err(|e| Failure::Usage(format!("--{e}")))?;
         let timeout = super::duration_flag("--timeout", &conn.timeout)?;
         let timeout = Duration::from_millis(u64::try_from(timeout).unwrap_or(u64::MAX));
-        let client = Client::new(parsed, timeout).with_max_answer_bytes(MAX_ANSWER_BYTES);
+        let trust = match (&conn.ca_file, &conn.ca_pin) {
+            (Some(f), _) => ocelli_tls::Trust::CaFile(f.clone()),
+            (None, Some(p)) => ocelli_tls::Trust::Pin(
+                ocelli_tls::parse_pin(p).map_err(|e| Failure::Usage(format!("--ca-pin: {e}")))?,
+            ),
+            (None, None) => ocelli_tls::Trust::System,
+        };
+        if !parsed.tls && (conn.ca_file.is_some() || conn.ca_pin.is_some()) {
+            return Err(Failure::Usage(format!(
+                "--ca-file and --ca-pin are for https; --server {url} is http"
+            )));
+        }
+        let mut client = Client::new(parsed.clone(), timeout)
+            .with_max_answer_bytes(MAX_ANSWER_BYTES)
+            .with_token(conn.token.as_deref());
+        if parsed.tls {
+            client = client.with_trust(&trust).map_err(|e| Failure::Usage(e.to_string()))?;
+        }
         Ok(Api { client, url })
     }
 
@@ -192,10 +204,18 @@ mod tests {
             server: s.into(),
             output: super::super::Format::Table,
             timeout: "5s".into(),
+            token: None,
+            ca_file: None,
+            ca_pin: None,
         };
-        let e = Api::new(&conn("https://x:1")).unwrap_err();
-        assert!(e.to_string().contains("https is not supported"), "{e}");
+        assert!(Api::new(&conn("https://x:1")).is_ok());
+        let e = Api::new(&Conn { ca_pin: Some("sha256:00".into()), ..conn("https://x:1") })
+            .unwrap_err();
+        assert!(e.to_string().starts_with("--ca-pin: "), "{e}");
         assert_eq!(e.exit_code(), 2);
+        let e =
+            Api::new(&Conn { ca_file: Some("ca.pem".into()), ..conn("http://x:1") }).unwrap_err();
+        assert!(e.to_string().contains("are for https"), "{e}");
         let e = Api::new(&conn("x:1")).unwrap_err();
         assert!(e.to_string().starts_with("--server: "), "{e}");
         assert_eq!(

@@ -23,10 +23,12 @@ pub mod query;
 pub mod rules;
 pub mod silences;
 pub mod status;
+pub mod token;
 
 /// The exit codes, for `--help` and `docs/cli.md`.
 pub const EXIT_CODES: &str = "\
-Exit codes of the client verbs (query, agents, alarms, silences, rules, status, import):
+Exit codes of the client verbs (query, agents, alarms, silences, rules, status, import,
+token, audit):
   0  success
   1  the server answered with an error (4xx or 5xx); its message is printed
   2  usage error: a bad flag or argument
@@ -87,9 +89,19 @@ pub enum Format {
 /// The flags every client verb takes.
 #[derive(Args, Clone, Debug)]
 pub struct Conn {
-    /// The server's base URL (http:// only).
+    /// The server's base URL (http:// or https://).
     #[arg(long, env = "OCELLI_SERVER", default_value = "http://127.0.0.1:9747", global = true)]
     pub server: String,
+    /// The API token (for a server with [auth] enabled).
+    #[arg(long, env = "OCELLI_TOKEN", global = true, hide_env_values = true)]
+    pub token: Option<String>,
+    /// https: trust the CA in this PEM file (default: Mozilla's roots).
+    #[arg(long, env = "OCELLI_CA_FILE", global = true)]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// https: trust the CA with this SHA-256 fingerprint (sha256:<hex>, as `ocelli server`
+    /// prints it with [tls] auto).
+    #[arg(long, env = "OCELLI_CA_PIN", global = true, conflicts_with = "ca_file")]
+    pub ca_pin: Option<String>,
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t = Format::Table, global = true)]
     pub output: Format,
@@ -134,6 +146,26 @@ pub enum Command {
     /// The server's health: readiness, ingest rate, active series, agents by health.
     #[command(after_help = EXIT_CODES)]
     Status(status::Args),
+    /// API tokens: create (also offline, in a stopped server's --data-dir), list, revoke.
+    #[command(after_help = EXIT_CODES)]
+    Token {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        verb: token::Verb,
+    },
+    /// The audit log: who changed tokens, agents, alarms, silences and the config, and when.
+    #[command(after_help = EXIT_CODES)]
+    Audit {
+        #[command(flatten)]
+        conn: Conn,
+        /// From this time on (RFC 3339 or Unix seconds).
+        #[arg(long)]
+        since: Option<String>,
+        /// At most this many entries (the newest).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
     /// Import a file of exposition text or remote_write bodies, with a progress bar.
     #[command(after_help = EXIT_CODES)]
     Import(import::Args),
@@ -180,6 +212,8 @@ async fn dispatch(cmd: Command) -> Result<()> {
         Command::Rules(a) => rules::run(a).await,
         Command::Status(a) => status::run(a).await,
         Command::Import(a) => import::run(a).await,
+        Command::Token { conn, verb } => token::run(&conn, verb).await,
+        Command::Audit { conn, since, limit } => token::audit(&conn, since, limit).await,
         Command::Completions { .. } => Ok(()),
     }
 }

@@ -64,6 +64,7 @@ pub(super) struct WriteParams {
 /// `POST /write`, `POST /api/v2/write`.
 pub(super) async fn write(
     State(st): State<AppState>,
+    caller: crate::auth::Caller,
     Query(params): Query<WriteParams>,
     headers: HeaderMap,
     body: Body,
@@ -75,6 +76,7 @@ pub(super) async fn write(
     };
     let db = params.db.or(params.bucket);
     let body = read_body(body, st.limits.max_body_bytes).await?;
+    let stamp = caller.stamp();
     blocking(move || {
         let max = st.limits.max_decompressed_bytes;
         let text = request_body(&headers, body, max)?;
@@ -100,7 +102,7 @@ pub(super) async fn write(
             types.extend(decoded.field_types);
         }
         count_strings(decoded.string_fields, decoded.string_only_lines);
-        store(&st, decoded.series)?;
+        store(&st, &stamp, decoded.series)?;
         Ok(())
     })
     .await?;

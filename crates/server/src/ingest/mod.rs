@@ -18,7 +18,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use ocelli_http::{blocking, read_body, request_body};
-use ocelli_ingest::append::{Written, store_remote_write};
+use ocelli_ingest::append::{Stamp, Written, store_remote_write};
 use ocelli_model::time::now_ms;
 use ocelli_wire::remote_write::DecodedSeries;
 
@@ -43,8 +43,8 @@ pub(crate) fn routes() -> Router<AppState> {
 
 /// Appends decoded series as one all-or-nothing batch, through ingest aggregation, without the
 /// samples outside the time bounds; refused samples make the answer a 400 that says so.
-fn store(st: &AppState, series: Vec<DecodedSeries>) -> Result<Written> {
-    ocelli_ingest::append::store_decoded(&st.db, &st.aggregator, &st.ingest.bounds, series)?
+fn store(st: &AppState, stamp: &Stamp, series: Vec<DecodedSeries>) -> Result<Written> {
+    ocelli_ingest::append::store_decoded(&st.db, &st.aggregator, &st.ingest.bounds, stamp, series)?
         .into_result(&st.ingest.bounds)
 }
 
@@ -54,9 +54,11 @@ fn store(st: &AppState, series: Vec<DecodedSeries>) -> Result<Written> {
 /// it a 400 saying what was stored and what was not.
 async fn remote_write(
     State(st): State<AppState>,
+    caller: crate::auth::Caller,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response> {
+    let stamp = caller.stamp();
     use ocelli_wire::remote_write_v2::{self as v2, Version};
     let text = |name| headers.get(name).and_then(|v: &axum::http::HeaderValue| v.to_str().ok());
     let version = v2::negotiate(text(header::CONTENT_TYPE)).map_err(Error::UnsupportedMediaType)?;
@@ -69,6 +71,7 @@ async fn remote_write(
             &st.aggregator,
             &st.limits,
             &st.ingest.bounds,
+            &stamp,
             &body,
             &mut |m, e| {
                 st.metadata.record(m);
@@ -83,6 +86,7 @@ async fn remote_write(
                 &st.db,
                 &st.aggregator,
                 &st.ingest.bounds,
+                &stamp,
                 d.series,
             )?;
             st.metadata.record(&d.metadata);
@@ -112,12 +116,13 @@ async fn remote_write(
 
 async fn import_prometheus(
     State(st): State<AppState>,
+    caller: crate::auth::Caller,
     headers: HeaderMap,
     body: Body,
 ) -> Result<impl IntoResponse> {
     use ocelli_wire::exposition;
     let metadata = st.metadata.clone();
-    ingest_text(st, headers, body, move |text, max_body_bytes| {
+    ingest_text(st, caller.stamp(), headers, body, move |text, max_body_bytes| {
         let limits = exposition::Limits { max_body_bytes, ..exposition::Limits::default() };
         let parsed = exposition::decode(text, now_ms(), &limits)?;
         metadata.record(&parsed.metadata);
@@ -131,6 +136,7 @@ async fn import_prometheus(
 /// the result as one batch. Answers 204.
 async fn ingest_text(
     st: AppState,
+    stamp: Stamp,
     headers: HeaderMap,
     body: Body,
     decode: impl FnOnce(&[u8], usize) -> ocelli_wire::Result<Vec<DecodedSeries>> + Send + 'static,
@@ -140,7 +146,7 @@ async fn ingest_text(
         let max = st.limits.max_decompressed_bytes;
         let text = request_body(&headers, body, max)?;
         let series = decode(&text, max).map_err(|e| Error::BadData(e.to_string()))?;
-        store(&st, series).map(|_| ())
+        store(&st, &stamp, series).map(|_| ())
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)

@@ -17,11 +17,12 @@ use crate::{Error, Result};
 /// `POST /api/v1/import`: VictoriaMetrics' JSON-lines import format, plain or gzip.
 pub(super) async fn import_json(
     State(st): State<AppState>,
+    caller: crate::auth::Caller,
     headers: HeaderMap,
     body: Body,
 ) -> Result<impl IntoResponse> {
     use ocelli_wire::json;
-    ingest_text(st, headers, body, |text, max_body_bytes| {
+    ingest_text(st, caller.stamp(), headers, body, |text, max_body_bytes| {
         json::decode(text, &json::Limits { max_body_bytes, ..json::Limits::default() })
     })
     .await
@@ -35,6 +36,7 @@ pub(super) async fn import_json(
 /// a 415).
 pub(super) async fn otlp_metrics(
     State(st): State<AppState>,
+    caller: crate::auth::Caller,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -42,7 +44,7 @@ pub(super) async fn otlp_metrics(
         Ok(e) => e,
         Err(e) => return otlp_error(e, Encoding::Protobuf),
     };
-    match otlp_store(st, headers, body, encoding).await {
+    match otlp_store(st, caller.stamp(), headers, body, encoding).await {
         Ok(response) => {
             (StatusCode::OK, [(header::CONTENT_TYPE, encoding.content_type())], response)
                 .into_response()
@@ -106,6 +108,7 @@ fn otlp_encoding(headers: &HeaderMap) -> Result<Encoding> {
 /// Decodes and stores one OTLP request; returns the encoded response.
 async fn otlp_store(
     st: AppState,
+    stamp: super::Stamp,
     headers: HeaderMap,
     body: Body,
     encoding: Encoding,
@@ -134,7 +137,7 @@ async fn otlp_store(
         };
         st.metadata.record(&decoded.metadata);
         st.exemplars.record(&decoded.exemplars);
-        store(&st, decoded.series)?;
+        store(&st, &stamp, decoded.series)?;
         Ok(response)
     })
     .await

@@ -182,22 +182,34 @@ enum Op {
 pub(super) fn routes(job_base64: bool) -> MethodRouter<AppState> {
     let handler = move |op| {
         move |State(st): State<AppState>,
+              caller: crate::auth::Caller,
               Path(rest): Path<String>,
               headers: HeaderMap,
-              body: Body| async move { push(st, &rest, job_base64, op, headers, body).await }
+              body: Body| async move {
+            push(st, &caller, &rest, job_base64, op, headers, body).await
+        }
     };
     put(handler(Op::Put)).post(handler(Op::Post)).delete(handler(Op::Delete))
 }
 
 async fn push(
     st: AppState,
+    caller: &crate::auth::Caller,
     rest: &str,
     job_base64: bool,
     op: Op,
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode> {
-    let group = grouping_key(rest, job_base64)?;
+    let mut group = grouping_key(rest, job_base64)?;
+    // a namespace-scoped pusher's labels join the grouping key, overriding the path's: its
+    // groups are its own (set on every series of the group, as grouping labels are), and it
+    // can neither replace nor delete another namespace's
+    if let Some(p) = &caller.0 {
+        group.retain(|l| !p.labels.contains_key(&l.name));
+        group.extend(p.labels.iter().map(|(n, v)| Label::new(n.clone(), v.clone())));
+        group.sort();
+    }
     if op == Op::Delete {
         blocking(move || {
             let now = now_ms();

@@ -49,12 +49,24 @@ async fn answer(
     Ok(axum::Json(super::view(st, scope, q).await?))
 }
 
+/// A namespace-scoped caller may name only its own namespace.
+fn own_namespace(caller: &crate::auth::Caller, ns: &str) -> Result<()> {
+    match caller.namespace() {
+        Some(mine) if mine != ns => Err(crate::Error::Forbidden(format!(
+            "a token of namespace {mine:?} may not read namespace {ns:?}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 async fn vm(
     State(st): State<AppState>,
+    caller: crate::auth::Caller,
     Path((ns, vm_id, metric)): Path<(String, String, String)>,
     RawQuery(raw): RawQuery,
 ) -> Result<impl IntoResponse> {
     check_part("ns", &ns)?;
+    own_namespace(&caller, &ns)?;
     check_part("vm", &vm_id)?;
     let q = ViewQuery::parse(&metric, raw.as_deref().unwrap_or(""), &[], now_ms())?;
     answer(&st, Scope::Vm { ns, vm_id }, q).await
@@ -62,10 +74,12 @@ async fn vm(
 
 async fn service(
     State(st): State<AppState>,
+    caller: crate::auth::Caller,
     Path((ns, service_id, metric)): Path<(String, String, String)>,
     RawQuery(raw): RawQuery,
 ) -> Result<impl IntoResponse> {
     check_part("ns", &ns)?;
+    own_namespace(&caller, &ns)?;
     check_part("service_id", &service_id)?;
     let q = ViewQuery::parse(&metric, raw.as_deref().unwrap_or(""), &[], now_ms())?;
     answer(&st, Scope::Service { ns, service_id }, q).await
@@ -73,12 +87,17 @@ async fn service(
 
 async fn csp(
     State(st): State<AppState>,
+    caller: crate::auth::Caller,
     Path((csp, metric)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
 ) -> Result<impl IntoResponse> {
     check_part("csp", &csp)?;
     let q = ViewQuery::parse(&metric, raw.as_deref().unwrap_or(""), CSP_PARAMS, now_ms())?;
-    let ns = q.ns.clone();
+    if let Some(ns) = &q.ns {
+        own_namespace(&caller, ns)?;
+    }
+    // a namespace-scoped caller's view covers its namespace only
+    let ns = q.ns.clone().or_else(|| caller.namespace().map(String::from));
     answer(&st, Scope::Csp { csp, ns }, q).await
 }
 
