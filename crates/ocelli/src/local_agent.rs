@@ -58,11 +58,56 @@ fn reachable(addr: SocketAddr) -> SocketAddr {
     }
 }
 
+/// The local agent's way in to a server with TLS or auth: https trusting the server's own CA
+/// (`[tls] auto`; with a certificate of the operator's, Mozilla's roots, so that certificate
+/// must name the loopback address), and, with auth, a write token of its namespace bound to its
+/// identity, made at each start (the previous one revoked), as an enrolled agent's would be.
+fn secure(
+    mut a: AgentConfig,
+    server: &ocelli_server::Server,
+    listen: SocketAddr,
+) -> anyhow::Result<AgentConfig> {
+    if server.tls {
+        a.server = Some(format!("https://{}", reachable(listen)));
+        if let Some((ca, _)) = &server.auto_ca {
+            a.tls.ca_file = Some(ca.clone());
+        }
+    }
+    if server.auth.enabled {
+        const MADE_FOR: &str = "the server's own agent (made at start)";
+        let store = &server.auth.store;
+        let now = ocelli_model::time::now_ms();
+        for old in store.list(None, false).iter().filter(|t| t.description == MADE_FOR) {
+            store.revoke(&old.id, now).context("revoking the local agent's previous token")?;
+        }
+        let id = &a.identity;
+        let labels =
+            id.labels().iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())).collect();
+        let new = ocelli_auth::NewToken {
+            namespace: Some(id.ns.clone()),
+            scope: Some(ocelli_auth::Scope::Write),
+            agent: Some(id.key()),
+            labels,
+            description: MADE_FOR.into(),
+            ..ocelli_auth::NewToken::default()
+        };
+        let (_, token) =
+            store.create(new, "local", now).context("making the local agent's token")?;
+        a.token = Some(token);
+    }
+    Ok(a)
+}
+
 /// Runs the server, and the local agent when given, until SIGINT or SIGTERM.
 pub async fn serve(cfg: ocelli_server::Config, local: Option<AgentConfig>) -> anyhow::Result<()> {
+    let listen = cfg.listen;
     let server = ocelli_server::Server::start(cfg).await?;
     #[cfg(unix)]
     let hup = server.reload_on_sighup();
+    let local = match local {
+        Some(a) => Some(secure(a, &server, listen)?),
+        None => None,
+    };
     let agent = match local {
         None => None,
         Some(a) => {
