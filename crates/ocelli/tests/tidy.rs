@@ -132,3 +132,31 @@ fn module_docs_make_no_promises() {
         }
     }
 }
+
+/// TLS is rustls with ring everywhere: nothing may pull aws-lc-rs (a C build step and a second
+/// crypto provider) or OpenSSL. The lock file holds every package any build of the workspace
+/// can use, so one absent there is absent from every `cargo tree -i`; `cargo tree -i` is asked
+/// too, as the rule is worded.
+#[test]
+fn no_crypto_but_ring() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let lock = std::fs::read_to_string(root.join("Cargo.lock")).unwrap();
+    for banned in ["aws-lc-rs", "aws-lc-sys", "openssl-sys", "openssl"] {
+        assert!(
+            !lock.lines().any(|l| l == format!("name = \"{banned}\"")),
+            "Cargo.lock has {banned}: rustls must use the ring provider only"
+        );
+        let out = std::process::Command::new(env!("CARGO"))
+            .current_dir(&root)
+            .args(["tree", "--workspace", "--offline", "--locked", "-i", banned])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("did not match any packages"),
+            "cargo tree -i {banned} finds it:\n{text}{err}"
+        );
+    }
+    assert!(lock.contains("name = \"ring\""), "no ring in Cargo.lock");
+}

@@ -564,6 +564,18 @@ mod tests {
         assert_eq!(c.storage.rollup_5m_retention, d.storage.rollup_5m_retention);
         assert_eq!(c.storage.rollup_1h_after, d.storage.rollup_1h_after);
         assert_eq!(c.storage.rollup_1h_retention, d.storage.rollup_1h_retention);
+        assert_eq!(c.tls, d.tls);
+        assert_eq!(c.auth, d.auth);
+    }
+
+    #[test]
+    fn tls_settings_are_checked() {
+        let e = |t: &str| Config::parse(t, "x.toml").unwrap_err().to_string();
+        assert!(e("[tls]\ncert_file = \"c.pem\"\n").contains("without tls.key_file"));
+        assert!(e("[tls]\nauto = true\nkey_file = \"k\"\n").contains("leave tls.cert_file"));
+        assert!(e("[tls]\nclient_ca_file = \"ca\"\n").contains("needs TLS"));
+        let c = Config::parse("[tls]\nauto = true\n[auth]\nenabled = true\n", "x.toml").unwrap();
+        assert!(c.tls.enabled() && c.auth.enabled);
     }
 
     #[test]
