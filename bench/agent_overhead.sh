@@ -6,7 +6,12 @@
 # (utime + stime of /proc/PID/stat, start-up included), then the agent's ratios against the
 # targets in the design (RSS at most 0.5x node_exporter's, CPU time at most 1x).
 #
-# Usage: cargo build --release -p ocelli && bench/agent_overhead.sh
+# With TLS=1 the agent runs as it would against a secured server: in push mode to a local
+# `ocelli server --tls-auto --auth` (not measured), enrolled with a join token and trusting the
+# server's CA, pushing over https with its own credential, and serving its own endpoints over
+# https with the server's certificate (curl scrapes them with the CA).
+#
+# Usage: cargo build --release -p ocelli && [TLS=1] bench/agent_overhead.sh
 # Environment: DURATION, INTERVAL, OCELLI (default target/release/ocelli), NODE_EXPORTER
 # (default /usr/bin/prometheus-node-exporter), AGENT_PORT (19101), NE_PORT (19100).
 set -euo pipefail
@@ -34,21 +39,45 @@ trap cleanup EXIT
 "$NODE_EXPORTER" --web.listen-address="127.0.0.1:$NE_PORT" >"$work/node_exporter.log" 2>&1 &
 ne_pid=$!
 pids+=("$ne_pid")
-"$OCELLI" agent --mode pull --listen "127.0.0.1:$AGENT_PORT" --interval "$INTERVAL" \
-  --data-dir "$work/agent" >"$work/agent.log" 2>&1 &
+agent_scheme=http
+curl_tls=()
+if [ "${TLS:-0}" = 1 ]; then
+  SERVER_PORT=${SERVER_PORT:-19747}
+  mkdir -p "$work/server"
+  join=$("$OCELLI" token create --data-dir "$work/server" --namespace bench --join -o json \
+    | sed -n 's/.*"token": *"\([^"]*\)".*/\1/p')
+  "$OCELLI" server --no-local-agent --listen "127.0.0.1:$SERVER_PORT" --data-dir "$work/server" \
+    --tls-auto --auth >"$work/server.log" 2>&1 &
+  pids+=("$!")
+  for _ in $(seq 100); do [ -f "$work/server/tls/server.key" ] && break; sleep 0.1; done
+  tls="$work/server/tls"
+  for _ in $(seq 100); do
+    curl -s -o /dev/null --cacert "$tls/ca.pem" "https://127.0.0.1:$SERVER_PORT/-/healthy" && break
+    sleep 0.1
+  done
+  "$OCELLI" agent --mode push --server "https://127.0.0.1:$SERVER_PORT" --join-token "$join" \
+    --ca-file "$tls/ca.pem" --tls-cert "$tls/server.pem" --tls-key "$tls/server.key" --ns bench \
+    --listen "127.0.0.1:$AGENT_PORT" --interval "$INTERVAL" --data-dir "$work/agent" \
+    >"$work/agent.log" 2>&1 &
+  agent_scheme=https
+  curl_tls=(--cacert "$tls/ca.pem")
+else
+  "$OCELLI" agent --mode pull --listen "127.0.0.1:$AGENT_PORT" --interval "$INTERVAL" \
+    --data-dir "$work/agent" >"$work/agent.log" 2>&1 &
+fi
 agent_pid=$!
 pids+=("$agent_pid")
 
 wait_up() {
   for _ in $(seq 100); do
-    curl -sf -o /dev/null "http://127.0.0.1:$1/metrics" && return 0
+    curl -sf "${curl_tls[@]}" -o /dev/null "$1://127.0.0.1:$2/metrics" && return 0
     sleep 0.1
   done
-  echo "nothing answers on port $1" >&2
+  echo "nothing answers on port $2" >&2
   exit 1
 }
-wait_up "$NE_PORT"
-wait_up "$AGENT_PORT"
+wait_up http "$NE_PORT"
+wait_up "$agent_scheme" "$AGENT_PORT"
 
 # kB of a /proc/PID/status field
 mem_kb() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
@@ -66,7 +95,7 @@ echo "running $rounds scrapes of each, every ${INTERVAL}s ..." >&2
 for _ in $(seq "$rounds"); do
   t0=$(date +%s.%N)
   n=$(curl -sf -H 'Accept-Encoding: gzip' -o /dev/null -w '%{size_download}' "http://127.0.0.1:$NE_PORT/metrics")
-  a=$(curl -sf -H 'Accept-Encoding: gzip' -o /dev/null -w '%{size_download}' "http://127.0.0.1:$AGENT_PORT/metrics")
+  a=$(curl -sf "${curl_tls[@]}" -H 'Accept-Encoding: gzip' -o /dev/null -w '%{size_download}' "$agent_scheme://127.0.0.1:$AGENT_PORT/metrics")
   ne_bytes=$n
   agent_bytes=$a
   sleep "$(awk -v t0="$t0" -v i="$INTERVAL" -v now="$(date +%s.%N)" 'BEGIN { s = i - (now - t0); print (s > 0 ? s : 0) }')"

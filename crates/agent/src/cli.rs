@@ -162,6 +162,7 @@ impl AgentArgs {
                     c.amqp = Some(crate::amqp::AmqpConfig {
                         url,
                         exchange: crate::amqp::DEFAULT_EXCHANGE.into(),
+                        ca_file: None,
                     })
                 }
             }

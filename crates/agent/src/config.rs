@@ -475,9 +475,10 @@ mod tests {
         c.amqp = Some(crate::amqp::AmqpConfig {
             url: "amqp://127.0.0.1:5672/%2f".into(),
             exchange: "ocelli.metrics".into(),
+            ca_file: None,
         });
         c.validate().unwrap();
-        c.amqp.as_mut().unwrap().url = "amqps://h".into();
+        c.amqp.as_mut().unwrap().url = "mqtt://h".into();
         assert!(c.validate().unwrap_err().to_string().starts_with("amqp.url: "));
         c.server = Some("http://127.0.0.1:9747".into());
         c.amqp = None;

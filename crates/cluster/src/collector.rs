@@ -112,7 +112,10 @@ async fn control_loop(
     stats: Arc<CollectorStats>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let etcd = cfg.etcd.as_ref().map(|e| Etcd::new(e, cfg.lease_ttl.min(Duration::from_secs(5))));
+    let etcd = cfg.etcd.as_ref().map(|e| {
+        Etcd::new(e, cfg.lease_ttl.min(Duration::from_secs(5)))
+            .and_then(|e| e.with_ca_file(cfg.etcd_ca_file.as_deref()))
+    });
     let etcd = match etcd.transpose() {
         Ok(e) => e,
         Err(e) => {
@@ -159,7 +162,12 @@ async fn session(
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(), String> {
     let props = ConnectionProperties::default();
-    let conn = Connection::connect(&cfg.amqp_url, props)
+    // amqps:// is rustls with ring (lapin's `rustls--ring`), trusting Mozilla's roots and the
+    // configured CA
+    let tls = lapin::tcp::OwnedTLSConfig { identity: None, cert_chain: cfg.amqp_ca_pem.clone() };
+    let runtime = lapin::runtime::default_runtime()
+        .map_err(|e| format!("cannot set up the AMQP client: {e}"))?;
+    let conn = Connection::connect_with_config(&cfg.amqp_url, props, tls, runtime)
         .await
         .map_err(|e| format!("cannot connect to {}: {e}", super::redact(&cfg.amqp_url)))?;
     declare(&conn, cfg).await?;

@@ -13,7 +13,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use ocelli_http::client::{Url, post_reading};
+use ocelli_http::client::{Tls, Url, post_reading_with};
 
 /// Answers are small (a member list of a few hundred collectors at most).
 const MAX_ANSWER: usize = 4 << 20;
@@ -23,6 +23,8 @@ const MAX_ANSWER: usize = 4 << 20;
 pub struct Etcd {
     endpoints: Vec<Url>,
     timeout: Duration,
+    /// For `https://` endpoints: the cluster's CA (`etcd_ca_file`), else Mozilla's roots.
+    tls: Tls,
 }
 
 /// One key and value, decoded.
@@ -75,7 +77,16 @@ impl Etcd {
             .iter()
             .map(|e| Url::parse(e.trim_end_matches('/')).map_err(|m| format!("{e:?}: {m}")))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Etcd { endpoints, timeout })
+        Ok(Etcd { endpoints, timeout, tls: None })
+    }
+
+    /// The same client trusting the CA in `ca_file` (PEM) for `https://` endpoints.
+    pub fn with_ca_file(mut self, ca_file: Option<&std::path::Path>) -> Result<Etcd, String> {
+        if let Some(f) = ca_file {
+            let trust = ocelli_tls::Trust::CaFile(f.to_path_buf());
+            self.tls = Some(ocelli_tls::client_config(&trust, None)?);
+        }
+        Ok(self)
     }
 
     async fn call(&self, path: &str, body: Value) -> Result<Value, String> {
@@ -83,7 +94,17 @@ impl Etcd {
         for ep in &self.endpoints {
             let url = ep.join(path);
             let body = body.to_string().into_bytes();
-            match post_reading(&url, "application/json", &[], body, self.timeout, MAX_ANSWER).await
+            let tls = self.tls.clone();
+            match post_reading_with(
+                &url,
+                "application/json",
+                &[],
+                body,
+                self.timeout,
+                MAX_ANSWER,
+                tls,
+            )
+            .await
             {
                 Ok((_, answer)) => {
                     // a streamed answer (keepalive) is one JSON object per line; take the first

@@ -21,7 +21,7 @@ use std::time::Duration;
 use ocelli_model::{Labels, Matcher, Sample};
 use ocelli_wire::remote_read::{self, ReadQuery};
 
-use ocelli_http::client::{Url, post_reading};
+use ocelli_http::client::{Tls, Url, post_reading_with};
 
 /// The largest answer read from one store (after it, the query fails with a message).
 const MAX_ANSWER: usize = 1 << 30;
@@ -30,6 +30,10 @@ const MAX_ANSWER: usize = 1 << 30;
 #[derive(Clone, Debug)]
 pub struct Fanout {
     pub stores: Vec<Url>,
+    /// For `https://` stores: their CA (`store_ca_file`), else Mozilla's roots.
+    pub tls: Tls,
+    /// The bearer token sent to the stores (`store_token_file`).
+    pub token: Option<String>,
     pub replica_label: Option<String>,
     pub dedup_gap_ms: i64,
     pub timeout: Duration,
@@ -56,7 +60,9 @@ impl Fanout {
         let q = ReadQuery { start_ms: mint, end_ms: maxt, matchers: matchers.to_vec() };
         let body = remote_read::encode_request(std::slice::from_ref(&q))
             .map_err(|e| format!("encoding the remote_read request: {e}"))?;
-        let calls = self.stores.iter().map(|store| read_one(store, body.clone(), self.timeout));
+        let calls = self.stores.iter().map(|store| {
+            read_one(store, body.clone(), self.timeout, self.tls.clone(), self.token.as_deref())
+        });
         let answers = futures_util::future::join_all(calls).await;
         let mut all = Vec::new();
         for a in answers {
@@ -70,14 +76,19 @@ async fn read_one(
     store: &Url,
     body: Vec<u8>,
     timeout: Duration,
+    tls: Tls,
+    token: Option<&str>,
 ) -> Result<Vec<(Labels, Vec<Sample>)>, String> {
     let url = store.join("/api/v1/read");
-    let headers = [
+    let mut headers = vec![
         ("content-encoding", "snappy".to_string()),
         ("x-prometheus-remote-read-version", "0.1.0".to_string()),
     ];
+    if let Some(t) = token {
+        headers.push(("authorization", format!("Bearer {t}")));
+    }
     let (_, answer) =
-        post_reading(&url, "application/x-protobuf", &headers, body, timeout, MAX_ANSWER)
+        post_reading_with(&url, "application/x-protobuf", &headers, body, timeout, MAX_ANSWER, tls)
             .await
             .map_err(|f| format!("store {}: {}", store.origin(), f.message))?;
     let limits = ocelli_wire::remote_write::Limits {

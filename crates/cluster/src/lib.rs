@@ -58,8 +58,11 @@ impl std::str::FromStr for Role {
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterConfig {
     pub role: Role,
-    /// collector: the broker, `amqp://user:password@host:port/vhost`.
+    /// collector: the broker, `amqp://user:password@host:port/vhost`, or `amqps://` for TLS.
     pub amqp_url: String,
+    /// collector: with `amqps://`, the CA (PEM) the broker's certificate must chain to, besides
+    /// Mozilla's roots.
+    pub amqp_ca_file: Option<std::path::PathBuf>,
     /// collector: the consistent-hash exchange agents publish to.
     pub exchange: String,
     /// collector: shard queues; fixed for a deployment, the most collectors that share work.
@@ -69,6 +72,8 @@ pub struct ClusterConfig {
     /// collector: etcd client URLs (`http://host:2379`); empty: no coordination, this
     /// collector consumes every shard.
     pub etcd: Vec<String>,
+    /// For `https://` etcd endpoints: the CA (PEM) their certificates chain to.
+    pub etcd_ca_file: Option<std::path::PathBuf>,
     /// collector: this collector's name among the others; default `{host name}-{port}`.
     pub id: String,
     /// collector: the URL others (a query node) reach this server at; default from `listen`.
@@ -77,6 +82,12 @@ pub struct ClusterConfig {
     pub lease_ttl: String,
     /// query: base URLs of the servers to query, e.g. `http://collector-1:9747`.
     pub stores: Vec<String>,
+    /// query: for `https://` stores, the CA (PEM) their certificates chain to (else Mozilla's
+    /// roots).
+    pub store_ca_file: Option<std::path::PathBuf>,
+    /// query: a file holding the token sent to the stores (a read token; the operator's to
+    /// read every namespace), for stores with `[auth] enabled`.
+    pub store_token_file: Option<std::path::PathBuf>,
     /// query: the label that tells HA replicas apart (dropped from answers); empty: none.
     pub replica_label: String,
     /// query: a replica is followed until its samples have a gap longer than this.
@@ -93,14 +104,18 @@ impl Default for ClusterConfig {
         ClusterConfig {
             role: Role::Standalone,
             amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            amqp_ca_file: None,
             exchange: "ocelli.metrics".into(),
             shards: 64,
             prefetch: 32,
             etcd: Vec::new(),
+            etcd_ca_file: None,
             id: String::new(),
             advertise: String::new(),
             lease_ttl: "10s".into(),
             stores: Vec::new(),
+            store_ca_file: None,
+            store_token_file: None,
             replica_label: String::new(),
             dedup_gap: "30s".into(),
             store_timeout: "2m".into(),
@@ -114,10 +129,13 @@ impl Default for ClusterConfig {
 pub struct Cluster {
     pub role: Role,
     pub amqp_url: String,
+    /// The broker's TLS trust for `amqps://`: the CA file's PEM text.
+    pub amqp_ca_pem: Option<String>,
     pub exchange: String,
     pub shards: u32,
     pub prefetch: u16,
     pub etcd: Option<Vec<String>>,
+    pub etcd_ca_file: Option<std::path::PathBuf>,
     pub id: String,
     pub advertise: String,
     pub lease_ttl: Duration,
@@ -213,18 +231,44 @@ impl ClusterConfig {
                 format!("{:?} is not a label name", self.replica_label),
             ));
         }
+        let amqp_ca_pem = match &self.amqp_ca_file {
+            Some(f) if self.role == Role::Collector => Some(
+                std::fs::read_to_string(f)
+                    .map_err(|e| at("amqp_ca_file", format!("{}: {e}", f.display())))?,
+            ),
+            _ => None,
+        };
+        let tls = match &self.store_ca_file {
+            Some(f) if self.role == Role::Query => Some(
+                ocelli_tls::client_config(&ocelli_tls::Trust::CaFile(f.clone()), None)
+                    .map_err(|m| at("store_ca_file", m))?,
+            ),
+            _ => None,
+        };
+        let token = match &self.store_token_file {
+            Some(f) if self.role == Role::Query => {
+                let t = std::fs::read_to_string(f)
+                    .map_err(|e| at("store_token_file", format!("{}: {e}", f.display())))?;
+                Some(t.trim().to_string()).filter(|t| !t.is_empty())
+            }
+            _ => None,
+        };
         Ok(Cluster {
             role: self.role,
             amqp_url: self.amqp_url.clone(),
+            amqp_ca_pem,
             exchange: self.exchange.clone(),
             shards: self.shards,
             prefetch: self.prefetch,
             etcd: (!self.etcd.is_empty()).then(|| self.etcd.clone()),
+            etcd_ca_file: self.etcd_ca_file.clone(),
             id,
             advertise,
             lease_ttl,
             fanout: fanout::Fanout {
                 stores,
+                tls,
+                token,
                 replica_label: (!self.replica_label.is_empty()).then(|| self.replica_label.clone()),
                 dedup_gap_ms: i64::try_from(dedup_gap.as_millis()).unwrap_or(i64::MAX),
                 timeout: store_timeout,
@@ -235,14 +279,8 @@ impl ClusterConfig {
 }
 
 fn check_amqp_url(url: &str) -> Result<(), String> {
-    if url.starts_with("amqps://") {
-        return Err(format!(
-            "{:?}: amqps:// (TLS) is not supported by this build; use amqp://",
-            redact(url)
-        ));
-    }
-    if !url.starts_with("amqp://") {
-        return Err(format!("{:?} is not an amqp:// URL", redact(url)));
+    if !url.starts_with("amqp://") && !url.starts_with("amqps://") {
+        return Err(format!("{:?} is not an amqp:// or amqps:// URL", redact(url)));
     }
     url.parse::<lapin::uri::AMQPUri>().map(|_| ()).map_err(|e| format!("{:?}: {e}", redact(url)))
 }
@@ -272,9 +310,9 @@ mod tests {
         assert!(
             bad(|c| {
                 c.role = Role::Collector;
-                c.amqp_url = "amqps://u:pw@h/".into();
+                c.amqp_url = "mqtt://u:pw@h/".into();
             })
-            .starts_with("cluster.amqp_url: \"amqps://h/\": amqps:// (TLS) is not supported")
+            .starts_with("cluster.amqp_url: \"mqtt://h/\" is not an amqp:// or amqps:// URL")
         );
         assert!(bad(|c| c.role = Role::Query).contains("needs at least one store"));
         assert!(bad(|c| c.stores = vec!["nohttp".into()]).starts_with("cluster.stores: "));

@@ -169,7 +169,25 @@ pub async fn post_reading(
     timeout: Duration,
     max_answer: usize,
 ) -> Result<(u16, Bytes), Failure> {
-    let call = post_inner(url, content_type, headers, body, max_answer);
+    post_reading_with(url, content_type, headers, body, timeout, max_answer, None).await
+}
+
+/// The TLS setup of an outbound `https://` call; `None`: Mozilla's roots.
+pub type Tls = Option<Arc<tokio_rustls::rustls::ClientConfig>>;
+
+/// [`post_reading`] over `tls` (for peers with a CA of their own: etcd, the stores of a query
+/// node).
+#[allow(clippy::too_many_arguments)] // one call's parts; a struct would only be unpacked here
+pub async fn post_reading_with(
+    url: &Url,
+    content_type: &str,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
+    timeout: Duration,
+    max_answer: usize,
+    tls: Tls,
+) -> Result<(u16, Bytes), Failure> {
+    let call = post_inner(url, content_type, headers, body, max_answer, tls);
     match tokio::time::timeout(timeout, call).await {
         Ok(r) => r,
         Err(_) => Err(Failure {
@@ -185,6 +203,7 @@ async fn post_inner(
     headers: &[(&str, String)],
     body: Vec<u8>,
     max_answer: usize,
+    tls: Tls,
 ) -> Result<(u16, Bytes), Failure> {
     let target = url.origin();
     let transient = |message: String| Failure { message, retry: true };
@@ -209,7 +228,10 @@ async fn post_inner(
                 message: format!("{target}: bad TLS server name: {e}"),
                 retry: false,
             })?;
-        let config = tls_config().map_err(|message| Failure { message, retry: false })?;
+        let config = match tls {
+            Some(c) => c,
+            None => tls_config().map_err(|message| Failure { message, retry: false })?,
+        };
         let tls = tokio_rustls::TlsConnector::from(config)
             .connect(name, stream)
             .await

@@ -232,6 +232,7 @@ fn main() {
                                 ocelli_agent::amqp::AmqpConfig {
                                     url: url.clone(),
                                     exchange: "ocelli.metrics".into(),
+                                    ca_file: None,
                                 },
                                 key.clone(),
                                 Duration::from_secs(30),

@@ -52,6 +52,9 @@ enum Command {
         /// are then shared with the other collectors, and the agent registry lives there.
         #[arg(long = "etcd", env = "OCELLI_ETCD", value_delimiter = ',')]
         etcd: Vec<String>,
+        /// For https:// etcd endpoints: the CA (PEM) their certificates chain to.
+        #[arg(long, env = "OCELLI_ETCD_CA_FILE")]
+        etcd_ca_file: Option<PathBuf>,
         /// collector: this collector's name among the others [default: {host name}-{port}].
         #[arg(long, env = "OCELLI_COLLECTOR_ID")]
         collector_id: Option<String>,
@@ -159,6 +162,7 @@ fn main() -> anyhow::Result<()> {
             role,
             amqp,
             etcd,
+            etcd_ca_file,
             collector_id,
             stores,
             replica_label,
@@ -196,6 +200,10 @@ fn main() -> anyhow::Result<()> {
             if !etcd.is_empty() {
                 // servers coordinated through etcd share their agent registry there too
                 cfg.registry.etcd = etcd.clone();
+            }
+            if let Some(f) = etcd_ca_file {
+                cfg.registry.etcd_ca_file = Some(f.clone());
+                cfg.cluster.etcd_ca_file = Some(f);
             }
             let cl = &mut cfg.cluster;
             if let Some(r) = role {

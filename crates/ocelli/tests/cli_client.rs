@@ -366,9 +366,9 @@ fn exit_codes_and_completions() {
         Some(2)
     );
     assert_eq!(ocelli(&s.url, &["query", "up", "--range", "soon"]).status.code(), Some(2));
-    let out = ocelli("https://127.0.0.1:1", &["rules"]);
+    let out = ocelli("https://127.0.0.1:1", &["rules", "--ca-pin", "sha256:12"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out).1.contains("https is not supported"), "{out:?}");
+    assert!(text(&out).1.contains("--ca-pin: "), "{out:?}");
     // an unreachable server: 3, one line naming the server
     let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let url = format!("http://{closed}");

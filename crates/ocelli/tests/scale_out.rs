@@ -140,8 +140,11 @@ fn synthetic(k: usize, t: i64, i: i64) -> Vec<DecodedSeries> {
 /// same over HTTP to the reference server.
 async fn push_synthetic(amqp: &str, reference: SocketAddr, base: i64, steps: std::ops::Range<i64>) {
     for k in 0..8 {
-        let cfg =
-            ocelli_agent::amqp::AmqpConfig { url: amqp.into(), exchange: "ocelli.metrics".into() };
+        let cfg = ocelli_agent::amqp::AmqpConfig {
+            url: amqp.into(),
+            exchange: "ocelli.metrics".into(),
+            ca_file: None,
+        };
         let mut p = ocelli_agent::amqp::Publisher::new(
             cfg,
             format!("ns/vm/syn/{k}/onprem"),
@@ -194,6 +197,7 @@ fn collectors_share_shards_take_over_rebalance_and_the_query_node_answers_as_one
                 amqp: Some(ocelli_agent::amqp::AmqpConfig {
                     url: amqp.clone(),
                     exchange: "ocelli.metrics".into(),
+                    ca_file: None,
                 }),
                 data_dir: root.join(format!("agent-{i}")),
                 ..Default::default()

@@ -30,6 +30,8 @@ pub struct RegistryConfig {
     pub etcd: Vec<String>,
     /// The etcd key prefix of the registry's records.
     pub etcd_prefix: String,
+    /// For `https://` etcd endpoints: the CA (PEM) their certificates chain to.
+    pub etcd_ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for RegistryConfig {
@@ -43,6 +45,7 @@ impl Default for RegistryConfig {
             max_body_bytes: 64 << 10,
             etcd: Vec::new(),
             etcd_prefix: "/ocelli/agents/".into(),
+            etcd_ca_file: None,
         }
     }
 }

@@ -234,12 +234,13 @@ impl Registry {
             .map_err(|detail| Error::Config { path: "registry".into(), detail })?;
         let dir = data_dir.to_path_buf();
         let (etcd, prefix) = (config.etcd.clone(), config.etcd_prefix.clone());
+        let etcd_ca = config.etcd_ca_file.clone();
         let handle = tokio::runtime::Handle::current();
         let (store, records) = ocelli_http::blocking(move || {
             if etcd.is_empty() {
                 Store::open(&dir)
             } else {
-                Store::open_etcd(&etcd, &prefix, handle)
+                Store::open_etcd(&etcd, etcd_ca.as_deref(), &prefix, handle)
             }
         })
         .await?;

@@ -56,10 +56,12 @@ impl Store {
     /// `prefix`.
     pub fn open_etcd(
         endpoints: &[String],
+        ca_file: Option<&Path>,
         prefix: &str,
         handle: tokio::runtime::Handle,
     ) -> Result<(Store, Vec<Record>)> {
         let etcd = ocelli_cluster::etcd::Etcd::new(endpoints, std::time::Duration::from_secs(5))
+            .and_then(|e| e.with_ca_file(ca_file))
             .map_err(|e| Error::Config { path: "registry.etcd".into(), detail: e })?;
         let store = Store::Etcd { etcd, prefix: prefix.to_string(), handle };
         let records = store.read_all().map_err(|e| err("cannot read", "in etcd", e))?;

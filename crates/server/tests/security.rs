@@ -707,3 +707,145 @@ fn an_agent_enrols_with_a_join_token_and_pushes_over_https() {
     let (code, text) = https(&s.rt, s.addr, &ca, own.trim(), "/api/v1/agents");
     assert!(code == 401 && text.contains("revoked"), "{code} {text}");
 }
+
+#[test]
+fn agents_publish_to_a_rabbitmq_tls_listener_and_a_collector_consumes_over_amqps() {
+    // a CA and a certificate for localhost, as `--tls-auto` makes them
+    let certs = tempfile::tempdir().unwrap();
+    let made = ocelli_tls::auto(certs.path(), &[]).unwrap();
+    let mq = ocelli_testkit::RabbitMq::start_tls(&made.cert_file, &made.key_file);
+    let url = mq.tls_url();
+    // a collector consuming every shard over amqps://, trusting the CA
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(&dir.path().join("collector"));
+    c.cluster.role = ocelli_server::cluster::Role::Collector;
+    c.cluster.amqp_url = url.clone();
+    c.cluster.amqp_ca_file = Some(made.ca_file.clone());
+    c.cluster.shards = 4;
+    let collector = Running::start(dir, c);
+    let agent_cfg = |name: &str, ca: Option<&Path>, data: &Path| {
+        let mut a = ocelli_agent::AgentConfig {
+            mode: ocelli_agent::Mode::Push,
+            interval_seconds: 1,
+            listen: "127.0.0.1:0".parse().unwrap(),
+            amqp: Some(ocelli_agent::amqp::AmqpConfig {
+                url: url.clone(),
+                exchange: "ocelli.metrics".into(),
+                ca_file: ca.map(Path::to_path_buf),
+            }),
+            data_dir: data.to_path_buf(),
+            ..ocelli_agent::AgentConfig::default()
+        };
+        a.identity.vm_id = name.into();
+        a
+    };
+    let data = tempfile::tempdir().unwrap();
+    let good = collector
+        .rt
+        .block_on(ocelli_agent::Agent::start(agent_cfg(
+            "amqps-1",
+            Some(&made.ca_file),
+            &data.path().join("a"),
+        )))
+        .unwrap();
+    // an agent that does not trust the broker's CA sends nothing: its batches wait in its buffer
+    let doubting = collector
+        .rt
+        .block_on(ocelli_agent::Agent::start(agent_cfg("amqps-2", None, &data.path().join("b"))))
+        .unwrap();
+    wait("the agent's samples through amqps", Duration::from_secs(60), || {
+        let (code, text) = request(
+            collector.addr,
+            "GET",
+            "/api/v1/query?query=count%28node_load1%7Bvm_id%3D%22amqps-1%22%7D%29",
+            "",
+            b"",
+        );
+        (code == 200 && !text.contains("\"result\":[]")).then_some(())
+    });
+    let stats = doubting.push_stats();
+    wait("the doubting agent to buffer", Duration::from_secs(30), || {
+        (stats.buffered_batches.load(std::sync::atomic::Ordering::Relaxed) > 0).then_some(())
+    });
+    assert_eq!(stats.sent.load(std::sync::atomic::Ordering::Relaxed), 0);
+    let (_, text) = request(
+        collector.addr,
+        "GET",
+        "/api/v1/query?query=node_load1%7Bvm_id%3D%22amqps-2%22%7D",
+        "",
+        b"",
+    );
+    assert!(text.contains("\"result\":[]"), "{text}");
+    collector.rt.block_on(good.stop()).unwrap();
+    collector.rt.block_on(doubting.stop()).unwrap();
+}
+
+#[test]
+fn the_registry_lives_in_etcd_over_tls() {
+    let certs = tempfile::tempdir().unwrap();
+    let made = ocelli_tls::auto(certs.path(), &[]).unwrap();
+    let etcd = ocelli_testkit::Etcd::start_tls(&made.cert_file, &made.key_file);
+    assert!(etcd.url.starts_with("https://"), "{}", etcd.url);
+    let hb = br#"{"ns":"a","service_type":"vm","service_id":"s","vm_id":"etcd-tls","csp":"onprem","region":"r","address":"127.0.0.1:1","version":"x","mode":"push","interval_seconds":10}"#;
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = config(dir.path());
+        c.registry.etcd = vec![etcd.url.clone()];
+        c.registry.etcd_ca_file = Some(made.ca_file.clone());
+        let s = Running::start(dir, c);
+        let (code, text) = request(s.addr, "POST", "/api/v1/agents/heartbeat", "", hb);
+        assert!(code == 200 || code == 201, "{text}");
+    }
+    // another server over the same etcd sees the agent
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.registry.etcd = vec![etcd.url.clone()];
+    c.registry.etcd_ca_file = Some(made.ca_file.clone());
+    let s = Running::start(dir, c);
+    let (_, text) = request(s.addr, "GET", "/api/v1/agents", "", b"");
+    assert!(text.contains("etcd-tls"), "{text}");
+    // without the CA, the server does not trust etcd and says so
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.registry.etcd = vec![etcd.url.clone()];
+    let e = s.rt.block_on(Server::start(c)).unwrap_err().to_string();
+    assert!(e.contains("TLS handshake") || e.contains("certificate"), "{e}");
+}
+
+#[test]
+fn a_query_node_reads_tls_stores_with_a_token_and_is_confined_by_it() {
+    let (store, t, ca, _) = tls_server();
+    // the store holds two namespaces
+    let now = ocelli_model::time::now_ms();
+    let url =
+        ocelli_agent::client::ServerUrl::parse(&format!("https://localhost:{}", store.addr.port()))
+            .unwrap();
+    let mut op = ocelli_agent::client::Client::new(url, Duration::from_secs(10))
+        .with_trust(&ocelli_tls::Trust::CaFile(ca.clone()))
+        .unwrap()
+        .with_token(Some(&t.op));
+    let body = format!("sec_fan{{ns=\"a\"}} 1 {now}\nsec_fan{{ns=\"b\"}} 2 {now}\n");
+    let a =
+        store.rt.block_on(op.post("/api/v1/import/prometheus", &[], body.into_bytes())).unwrap();
+    assert_eq!(a.status, 204);
+    let node = |token: Option<&str>| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = config(dir.path());
+        c.cluster.role = ocelli_server::cluster::Role::Query;
+        c.cluster.stores = vec![format!("https://localhost:{}", store.addr.port())];
+        c.cluster.store_ca_file = Some(ca.clone());
+        if let Some(tok) = token {
+            let f = dir.path().join("store.token");
+            std::fs::write(&f, tok).unwrap();
+            c.cluster.store_token_file = Some(f);
+        }
+        Running::start(dir, c)
+    };
+    let with_a = node(Some(&t.a_read));
+    let (code, text) = request(with_a.addr, "GET", "/api/v1/query?query=sec_fan", "", b"");
+    assert_eq!(code, 200, "{text}");
+    assert!(text.contains("\"ns\":\"a\"") && !text.contains("\"ns\":\"b\""), "{text}");
+    let without = node(None);
+    let (code, text) = request(without.addr, "GET", "/api/v1/query?query=sec_fan", "", b"");
+    assert!(code >= 400 && text.contains("401"), "{code} {text}");
+}

@@ -224,6 +224,8 @@ impl Service {
 pub struct RabbitMq {
     dir: PathBuf,
     pub port: u16,
+    /// The `amqps://` port, for a broker started with [`RabbitMq::start_tls`].
+    pub tls_port: Option<u16>,
     dist_port: u16,
     epmd_port: u16,
     name: String,
@@ -233,6 +235,17 @@ pub struct RabbitMq {
 impl RabbitMq {
     /// Starts a broker and waits (at most 60 s) until it takes AMQP connections.
     pub fn start() -> RabbitMq {
+        RabbitMq::start_with(None)
+    }
+
+    /// [`RabbitMq::start`] with a TLS listener too (`amqps://`, [`RabbitMq::tls_url`]),
+    /// serving the certificate chain and key in these PEM files (copied into the broker's
+    /// folder, which its user can read). Clients need no certificate.
+    pub fn start_tls(cert_file: &Path, key_file: &Path) -> RabbitMq {
+        RabbitMq::start_with(Some((cert_file, key_file)))
+    }
+
+    fn start_with(tls: Option<(&Path, &Path)>) -> RabbitMq {
         require("rabbitmq-server", "../sbin/rabbitmq-server");
         let dir = std::env::temp_dir().join(format!("ocelli-rabbitmq-{}", free_port()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -241,14 +254,27 @@ impl RabbitMq {
         let name = format!("ocelli{port}");
         std::fs::write(dir.join("enabled_plugins"), "[rabbitmq_consistent_hash_exchange].\n")
             .unwrap_or_else(|e| panic!("cannot write the plugin list: {e}"));
-        std::fs::write(
-            dir.join("rabbitmq.conf"),
-            format!("listeners.tcp.default = {port}\nloopback_users = none\n"),
-        )
-        .unwrap_or_else(|e| panic!("cannot write rabbitmq.conf: {e}"));
+        let mut conf = format!("listeners.tcp.default = {port}\nloopback_users = none\n");
+        let tls_port = tls.map(|(cert, key)| {
+            let tls_port = free_port();
+            for (from, to) in [(cert, "server.pem"), (key, "server.key")] {
+                std::fs::copy(from, dir.join(to))
+                    .unwrap_or_else(|e| panic!("cannot copy {from:?} for rabbitmq: {e}"));
+            }
+            conf.push_str(&format!(
+                "listeners.ssl.default = {tls_port}\n\
+                 ssl_options.certfile = {}\nssl_options.keyfile = {}\n\
+                 ssl_options.verify = verify_none\nssl_options.fail_if_no_peer_cert = false\n",
+                dir.join("server.pem").display(),
+                dir.join("server.key").display()
+            ));
+            tls_port
+        });
+        std::fs::write(dir.join("rabbitmq.conf"), conf)
+            .unwrap_or_else(|e| panic!("cannot write rabbitmq.conf: {e}"));
         let chown = Command::new("chown").args(["-R", "rabbitmq:rabbitmq"]).arg(&dir).status();
         assert!(chown.is_ok_and(|s| s.success()), "cannot hand {dir:?} to the rabbitmq user");
-        let mut mq = RabbitMq { dir, port, dist_port, epmd_port, name, launcher: None };
+        let mut mq = RabbitMq { dir, port, tls_port, dist_port, epmd_port, name, launcher: None };
         mq.launch(Duration::from_secs(60));
         mq
     }
@@ -286,6 +312,12 @@ impl RabbitMq {
     /// `amqp://guest:guest@127.0.0.1:{port}/%2f`.
     pub fn url(&self) -> String {
         format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    /// `amqps://guest:guest@localhost:{tls_port}/%2f` (the host name the certificate names).
+    pub fn tls_url(&self) -> String {
+        let port = self.tls_port.unwrap_or_else(|| panic!("this broker has no TLS listener"));
+        format!("amqps://guest:guest@localhost:{port}/%2f")
     }
 
     /// PIDs of this broker's processes: the VM (`beam.smp`) and the `epmd` it started, found
@@ -379,18 +411,36 @@ mod tempfile_dir {
 
 impl Etcd {
     pub fn start() -> Etcd {
+        Etcd::start_with(None)
+    }
+
+    /// [`Etcd::start`] serving its client port over TLS with this certificate chain and key
+    /// (PEM); [`Etcd::url`] is then `https://localhost:{port}`.
+    pub fn start_tls(cert_file: &Path, key_file: &Path) -> Etcd {
+        Etcd::start_with(Some((cert_file, key_file)))
+    }
+
+    fn start_with(tls: Option<(&Path, &Path)>) -> Etcd {
         let bin = require("etcd-server", "etcd");
         let (client, peer) = (free_port(), free_port());
         let dir = std::env::temp_dir().join(format!("ocelli-etcd-{client}"));
-        let url = format!("http://127.0.0.1:{client}");
+        let listen =
+            format!("{}://127.0.0.1:{client}", if tls.is_some() { "https" } else { "http" });
+        let url = match tls {
+            Some(_) => format!("https://localhost:{client}"),
+            None => listen.clone(),
+        };
         let peer_url = format!("http://127.0.0.1:{peer}");
         let mut cmd = Command::new(bin);
         cmd.arg("--data-dir")
             .arg(&dir)
             .args(["--name", "ocelli-test"])
-            .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
+            .args(["--listen-client-urls", &listen, "--advertise-client-urls", &url])
             .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
             .args(["--initial-cluster", &format!("ocelli-test={peer_url}")]);
+        if let Some((cert, key)) = tls {
+            cmd.arg("--cert-file").arg(cert).arg("--key-file").arg(key);
+        }
         let svc = Service::start(
             cmd,
             SocketAddr::from(([127, 0, 0, 1], client)),
