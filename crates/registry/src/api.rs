@@ -239,7 +239,8 @@ async fn collect(
     };
     let s = reg.settings();
     let (limit, max) = (s.ondemand_timeout, s.ondemand_max_bytes);
-    let answer = tokio::time::timeout(limit, fetch(&address, &path, max)).await;
+    let tls = reg.agent_tls().cloned();
+    let answer = tokio::time::timeout(limit, fetch(&address, &path, max, tls.as_ref())).await;
     let who = format!("agent {key} at {address}");
     let (status, content_type, body) = match answer {
         Err(_) => {
@@ -279,9 +280,10 @@ async fn fetch(
     address: &str,
     path: &str,
     max: usize,
+    tls: Option<&ocelli_scrape::config::ClientTls>,
 ) -> std::result::Result<(StatusCode, Option<header::HeaderValue>, Bytes), Fetch> {
     let mut sender =
-        ocelli_scrape::scrape_loop::connect(address).await.map_err(Fetch::Unreachable)?;
+        ocelli_scrape::scrape_loop::connect(address, tls).await.map_err(Fetch::Unreachable)?;
     let req = hyper::Request::get(path)
         .header(header::HOST, address)
         .header(header::USER_AGENT, concat!("Ocelli/", env!("CARGO_PKG_VERSION")))

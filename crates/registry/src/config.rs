@@ -32,6 +32,9 @@ pub struct RegistryConfig {
     pub etcd_prefix: String,
     /// For `https://` etcd endpoints: the CA (PEM) their certificates chain to.
     pub etcd_ca_file: Option<std::path::PathBuf>,
+    /// With it, the server pulls and calls agents on demand over https, verifying their
+    /// certificates (which must name the address they advertise) against this CA (PEM).
+    pub agent_ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for RegistryConfig {
@@ -46,6 +49,7 @@ impl Default for RegistryConfig {
             etcd: Vec::new(),
             etcd_prefix: "/ocelli/agents/".into(),
             etcd_ca_file: None,
+            agent_ca_file: None,
         }
     }
 }

@@ -194,6 +194,8 @@ struct Shared {
     scraper: Scraper,
     /// Body limit of scrapes of pull-mode agents.
     scrape_body_limit: usize,
+    /// `[registry] agent_ca_file`: agents are reached over https, verified with this.
+    agent_tls: Option<ocelli_scrape::config::ClientTls>,
     agents: Mutex<BTreeMap<String, Entry>>,
     /// Held by every change, for the whole change (so changes apply in the order they are
     /// written); None once shut down.
@@ -246,11 +248,20 @@ impl Registry {
         .await?;
         let started_ms = now_ms();
         let agents = records.into_iter().map(|r| (r.key(), Entry::loaded(r, started_ms))).collect();
+        let agent_tls = match &config.agent_ca_file {
+            Some(f) => Some(
+                ocelli_tls::client_config(&ocelli_tls::Trust::CaFile(f.clone()), None).map_err(
+                    |detail| Error::Config { path: "registry.agent_ca_file".into(), detail },
+                )?,
+            ),
+            None => None,
+        };
         Ok(Registry {
             inner: Arc::new(Shared {
                 settings,
                 scraper,
                 scrape_body_limit,
+                agent_tls,
                 agents: Mutex::new(agents),
                 store: Mutex::new(Some(store)),
                 targets: tokio::sync::Mutex::new(()),
@@ -261,6 +272,11 @@ impl Registry {
 
     pub fn settings(&self) -> &Settings {
         &self.inner.settings
+    }
+
+    /// The TLS setup agents are reached with, when `[registry] agent_ca_file` is set.
+    pub fn agent_tls(&self) -> Option<&ocelli_scrape::config::ClientTls> {
+        self.inner.agent_tls.as_ref()
     }
 
     /// Hands the pull-mode agents to the scrape manager and starts writing `ocelli_agent_up`.
@@ -479,7 +495,7 @@ impl Registry {
         let discovered = Labels::from_pairs([
             ("__address__", rec.address.as_str()),
             ("__metrics_path__", "/metrics"),
-            ("__scheme__", "http"),
+            ("__scheme__", if self.inner.agent_tls.is_some() { "https" } else { "http" }),
             ("__scrape_interval__", every.as_str()),
             ("__scrape_timeout__", within.as_str()),
             ("job", JOB),
@@ -493,7 +509,11 @@ impl Registry {
             labels,
             address: rec.address.clone(),
             path_and_query: "/metrics".into(),
-            url: format!("http://{}/metrics", rec.address),
+            url: format!(
+                "{}://{}/metrics",
+                if self.inner.agent_tls.is_some() { "https" } else { "http" },
+                rec.address
+            ),
             interval,
             timeout,
             honor_labels: false,
@@ -502,6 +522,7 @@ impl Registry {
             body_limit: self.inner.scrape_body_limit,
             metric_relabel: Arc::default(),
             metric_relabel_configs: Vec::new(),
+            tls: self.inner.agent_tls.clone(),
         };
         DynamicTarget { spec, discovered, health }
     }

@@ -25,8 +25,9 @@
 //!
 //! Architecture invariant: the manager knows the server's config only as the compiled jobs it
 //! is given and the [`Reload`] that reads them again; it writes to storage and nothing else.
-//! Deliberately absent: https, authentication, proxies,
-//! service discovery other than static and file, and OpenMetrics negotiation.
+//! Targets are scraped over http or https (`tls_config.ca_file`, or Mozilla's roots).
+//! Deliberately absent: client certificates, authentication, proxies, service discovery other
+//! than static and file, and OpenMetrics negotiation.
 
 pub mod api;
 pub mod config;
@@ -483,6 +484,7 @@ mod tests {
             body_limit: 1000,
             metric_relabel: Arc::default(),
             metric_relabel_configs: Vec::new(),
+            tls: None,
         };
         DynamicTarget { spec, discovered: Labels::default(), health: health.clone() }
     }

@@ -352,18 +352,42 @@ fn samples(t: &TargetSpec, body: &[u8], ts: i64) -> Result<Scraped, String> {
     Ok((out, scraped, parsed.metadata))
 }
 
-/// Opens an HTTP/1.1 connection to `address` (also used by the registry's on-demand calls).
-pub async fn connect(address: &str) -> Result<SendRequest<Empty<Bytes>>, String> {
+/// Opens an HTTP/1.1 connection to `address` (`host:port`), over TLS with `tls` (the
+/// certificate must name the host); also used by the registry's on-demand calls.
+pub async fn connect(
+    address: &str,
+    tls: Option<&crate::config::ClientTls>,
+) -> Result<SendRequest<Empty<Bytes>>, String> {
     let stream = tokio::net::TcpStream::connect(address)
         .await
         .map_err(|e| format!("cannot connect to {address}: {e}"))?;
     let _ = stream.set_nodelay(true);
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("HTTP handshake with {address}: {e}"))?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
+    let handshake = |e: hyper::Error| format!("HTTP handshake with {address}: {e}");
+    let sender = match tls {
+        Some(config) => {
+            let host = address.rsplit_once(':').map_or(address, |(h, _)| h);
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let stream = ocelli_tls::connect(config.clone(), host, stream)
+                .await
+                .map_err(|e| format!("TLS with {address}: {e}"))?;
+            let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(handshake)?;
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            sender
+        }
+        None => {
+            let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(handshake)?;
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            sender
+        }
+    };
     Ok(sender)
 }
 
@@ -382,7 +406,7 @@ impl Conn {
         };
         let mut sender = match reusable {
             Some(s) => s,
-            None => connect(&t.address).await?,
+            None => connect(&t.address, t.tls.as_ref()).await?,
         };
         let req = hyper::Request::get(&t.path_and_query)
             .header(hyper::header::HOST, &t.address)
@@ -429,6 +453,7 @@ mod tests {
             body_limit: 1 << 20,
             metric_relabel: Arc::new(Vec::new()),
             metric_relabel_configs: Vec::new(),
+            tls: None,
         }
     }
 

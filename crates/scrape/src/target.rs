@@ -46,6 +46,8 @@ pub struct TargetSpec {
     pub metric_relabel: Arc<Vec<Rule>>,
     /// The rules as written, to tell whether they changed.
     pub metric_relabel_configs: Vec<RelabelConfig>,
+    /// For an `https` target: the TLS setup to verify it with.
+    pub tls: Option<super::config::ClientTls>,
 }
 
 impl TargetSpec {
@@ -62,6 +64,7 @@ impl TargetSpec {
             && self.sample_limit == other.sample_limit
             && self.body_limit == other.body_limit
             && self.metric_relabel_configs == other.metric_relabel_configs
+            && self.tls.is_some() == other.tls.is_some()
     }
 }
 
@@ -114,9 +117,10 @@ pub fn populate(
     check_address(&address).map_err(|e| format!("__address__ after relabelling: {e}"))?;
     let get = |n: &str| l.get(n).map(String::as_str).unwrap_or("");
     let scheme = get(SCHEME);
-    if scheme != "http" {
-        return Err(format!("__scheme__ after relabelling: {scheme:?} is not supported"));
+    if scheme != "http" && scheme != "https" {
+        return Err(format!("__scheme__ after relabelling: {scheme:?} is neither http nor https"));
     }
+    let tls = (scheme == "https").then(|| job.tls.clone());
     let path = get(METRICS_PATH);
     let dur = |n: &str| {
         parse_duration(get(n))
@@ -166,6 +170,7 @@ pub fn populate(
             body_limit: job.body_limit,
             metric_relabel: job.metric_relabel.clone(),
             metric_relabel_configs: job.raw.metric_relabel_configs.clone(),
+            tls,
         },
         discovered,
     })

@@ -849,3 +849,46 @@ fn a_query_node_reads_tls_stores_with_a_token_and_is_confined_by_it() {
     let (code, text) = request(without.addr, "GET", "/api/v1/query?query=sec_fan", "", b"");
     assert!(code >= 400 && text.contains("401"), "{code} {text}");
 }
+
+#[test]
+fn the_server_pulls_and_calls_an_https_agent() {
+    let certs = tempfile::tempdir().unwrap();
+    let made = ocelli_tls::auto(certs.path(), &[]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.registry.agent_ca_file = Some(made.ca_file.clone());
+    c.registry.up_interval = "200ms".into();
+    let s = Running::start(dir, c);
+    let data = tempfile::tempdir().unwrap();
+    let mut a = ocelli_agent::AgentConfig {
+        mode: ocelli_agent::Mode::Pull,
+        interval_seconds: 1,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        server: Some(format!("http://{}", s.addr)),
+        data_dir: data.path().to_path_buf(),
+        ..ocelli_agent::AgentConfig::default()
+    };
+    a.identity.vm_id = "pulled".into();
+    a.tls.cert_file = Some(made.cert_file.clone());
+    a.tls.key_file = Some(made.key_file.clone());
+    let agent = s.rt.block_on(ocelli_agent::Agent::start(a)).unwrap();
+    // its endpoints speak https only
+    let plain = std::panic::catch_unwind(|| request(agent.addr, "GET", "/metrics", "", b""));
+    assert!(plain.map(|(c, _)| c != 200).unwrap_or(true));
+    // pulled over https: its node series arrive with the scrape's labels
+    wait("an https pull of the agent", Duration::from_secs(30), || {
+        let q = format!(
+            "/api/v1/query?query=count%28node_load1%7Binstance%3D%22{}%22%7D%29",
+            agent.address
+        );
+        let (code, text) = request(s.addr, "GET", &q, "", b"");
+        (code == 200 && !text.contains("\"result\":[]")).then_some(())
+    });
+    // and called on demand over https
+    let key = "default/vm/default/pulled/onprem";
+    let (code, text) =
+        request(s.addr, "GET", &format!("/api/v1/agents/{key}/collect/loadavg"), "", b"");
+    assert_eq!(code, 200, "{text}");
+    assert!(text.contains("node_load1"), "{text}");
+    s.rt.block_on(agent.stop()).unwrap();
+}
