@@ -5,7 +5,7 @@
 
 use ocelli_http::{Error, Result};
 use ocelli_model::time::now_ms;
-use ocelli_model::{Label, Labels};
+use ocelli_model::{Label, Labels, RawLabel};
 use ocelli_tsdb::{Db, SeriesSamples};
 use ocelli_wire::remote_write::DecodedSeries;
 
@@ -92,6 +92,32 @@ impl Stamp {
         Labels::from_sorted(v)
     }
 
+    /// Raw labels (sorted by name, as decoders give them) with the stamp's set, still sorted:
+    /// the zero-copy write path stamps without building owned label sets.
+    pub fn apply_raw<'a>(&'a self, labels: &[RawLabel<'a>], out: &mut Vec<RawLabel<'a>>) {
+        out.clear();
+        let mut stamp = self.0.iter().map(|l| (l.name.as_bytes(), l.value.as_bytes())).peekable();
+        for &(name, value) in labels {
+            while let Some(&s) = stamp.peek() {
+                if s.0 < name {
+                    out.push(s);
+                    stamp.next();
+                } else {
+                    break;
+                }
+            }
+            match stamp.peek() {
+                // the client's value of a stamped name is replaced
+                Some(&s) if s.0 == name => {
+                    out.push(s);
+                    stamp.next();
+                }
+                _ => out.push((name, value)),
+            }
+        }
+        out.extend(stamp);
+    }
+
     /// Every series of `series` stamped.
     pub fn apply_all(&self, series: &mut [DecodedSeries]) {
         if self.0.is_empty() {
@@ -166,10 +192,9 @@ pub fn store_remote_write(
                 exemplars: req.exemplars().len(),
                 ..Written::default()
             };
-            if !req.histogram_series().is_empty() || !stamp.is_empty() {
+            if !req.histogram_series().is_empty() {
                 // the rare request with native histograms takes the owned path, so that its
-                // float and histogram series are still one batch; so does a stamped write,
-                // whose labels change
+                // float and histogram series are still one batch
                 let mut series = Vec::with_capacity(req.series().len());
                 for (index, s) in req.series().enumerate() {
                     if s.samples.is_empty() {
@@ -197,6 +222,22 @@ pub fn store_remote_write(
                 series.retain(|s| !s.samples.is_empty());
             }
             written.samples = series.iter().map(|s| s.samples.len()).sum();
+            // a stamped write: each series' raw labels with the stamp's set, in one buffer
+            let mut stamped: Vec<RawLabel<'_>> = Vec::new();
+            let mut ends = Vec::new();
+            if !stamp.is_empty() {
+                let mut one = Vec::new();
+                for s in &series {
+                    stamp.apply_raw(s.labels, &mut one);
+                    stamped.extend_from_slice(&one);
+                    ends.push(stamped.len());
+                }
+                let mut start = 0;
+                for (s, &end) in series.iter_mut().zip(&ends) {
+                    s.labels = &stamped[start..end];
+                    start = end;
+                }
+            }
             aggregator.append_raw(db, &series, now).map_err(|e| match e {
                 // the same words as the decoder's, which names series the same way
                 ocelli_tsdb::Error::InvalidLabels { index, source } => {
@@ -234,5 +275,27 @@ mod tests {
         );
         let plain = Labels::from_pairs([("__name__", "up")]).unwrap();
         assert_eq!(Stamp::default().apply(plain.clone()), plain);
+    }
+
+    #[test]
+    fn the_raw_stamp_gives_the_owned_stamps_labels() {
+        let mine: BTreeMap<String, String> =
+            [("ns".to_string(), "a".to_string()), ("vm_id".into(), "v1".into())].into();
+        let stamp = Stamp::new(&mine);
+        let cases: [&[(&str, &str)]; 5] = [
+            &[("__name__", "up"), ("job", "x"), ("ns", "b")],
+            &[("__name__", "up")],
+            &[("__name__", "m"), ("a", "1"), ("ns", "c"), ("vm_id", "other"), ("zone", "z")],
+            &[("__name__", "m"), ("zzz", "1")],
+            &[("__name__", "m"), ("vm_id", "v0")],
+        ];
+        let mut out = Vec::new();
+        for pairs in cases {
+            let raw: Vec<RawLabel<'_>> =
+                pairs.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())).collect();
+            stamp.apply_raw(&raw, &mut out);
+            let owned = Labels::from_pairs(pairs.iter().copied()).unwrap();
+            assert_eq!(Labels::from_raw(&out).unwrap(), stamp.apply(owned), "{pairs:?}");
+        }
     }
 }
