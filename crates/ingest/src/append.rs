@@ -92,10 +92,9 @@ impl Stamp {
         Labels::from_sorted(v)
     }
 
-    /// Raw labels (sorted by name, as decoders give them) with the stamp's set, still sorted:
-    /// the zero-copy write path stamps without building owned label sets.
+    /// Appends to `out` raw labels (sorted by name, as decoders give them) with the stamp's
+    /// set, still sorted: the zero-copy write path stamps without building owned label sets.
     pub fn apply_raw<'a>(&'a self, labels: &[RawLabel<'a>], out: &mut Vec<RawLabel<'a>>) {
-        out.clear();
         let mut stamp = self.0.iter().map(|l| (l.name.as_bytes(), l.value.as_bytes())).peekable();
         for &(name, value) in labels {
             while let Some(&s) = stamp.peek() {
@@ -226,10 +225,11 @@ pub fn store_remote_write(
             let mut stamped: Vec<RawLabel<'_>> = Vec::new();
             let mut ends = Vec::new();
             if !stamp.is_empty() {
-                let mut one = Vec::new();
+                let pairs: usize = series.iter().map(|s| s.labels.len()).sum();
+                stamped.reserve(pairs + series.len() * stamp.0.len());
+                ends.reserve(series.len());
                 for s in &series {
-                    stamp.apply_raw(s.labels, &mut one);
-                    stamped.extend_from_slice(&one);
+                    stamp.apply_raw(s.labels, &mut stamped);
                     ends.push(stamped.len());
                 }
                 let mut start = 0;
@@ -293,6 +293,7 @@ mod tests {
         for pairs in cases {
             let raw: Vec<RawLabel<'_>> =
                 pairs.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())).collect();
+            out.clear();
             stamp.apply_raw(&raw, &mut out);
             let owned = Labels::from_pairs(pairs.iter().copied()).unwrap();
             assert_eq!(Labels::from_raw(&out).unwrap(), stamp.apply(owned), "{pairs:?}");
