@@ -241,30 +241,15 @@ async fn connect(
         .await
         .map_err(|e| Error::Http(format!("cannot connect to {authority}: {e}")))?;
     let _ = stream.set_nodelay(true);
-    let handshake = |e: hyper::Error| Error::Http(format!("HTTP handshake with {authority}: {e}"));
-    let sender = match tls {
-        Some(config) => {
-            let stream = ocelli_tls::connect(config, &url.host, stream)
-                .await
-                .map_err(|e| Error::Http(format!("TLS with {authority}: {e}")))?;
-            let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .map_err(handshake)?;
-            tokio::spawn(async move {
-                let _ = connection.await;
-            });
-            sender
-        }
-        None => {
-            let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .map_err(handshake)?;
-            tokio::spawn(async move {
-                let _ = connection.await;
-            });
-            sender
-        }
-    };
+    let stream = ocelli_tls::connect_stream(stream, tls.map(|c| (c, url.host.as_str())))
+        .await
+        .map_err(|e| Error::Http(format!("TLS with {authority}: {e}")))?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| Error::Http(format!("HTTP handshake with {authority}: {e}")))?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
     Ok(sender)
 }
 

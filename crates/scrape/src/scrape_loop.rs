@@ -362,32 +362,16 @@ pub async fn connect(
         .await
         .map_err(|e| format!("cannot connect to {address}: {e}"))?;
     let _ = stream.set_nodelay(true);
-    let handshake = |e: hyper::Error| format!("HTTP handshake with {address}: {e}");
-    let sender = match tls {
-        Some(config) => {
-            let host = address.rsplit_once(':').map_or(address, |(h, _)| h);
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            let stream = ocelli_tls::connect(config.clone(), host, stream)
-                .await
-                .map_err(|e| format!("TLS with {address}: {e}"))?;
-            let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .map_err(handshake)?;
-            tokio::spawn(async move {
-                let _ = connection.await;
-            });
-            sender
-        }
-        None => {
-            let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .map_err(handshake)?;
-            tokio::spawn(async move {
-                let _ = connection.await;
-            });
-            sender
-        }
-    };
+    let host = address.rsplit_once(':').map_or(address, |(h, _)| h);
+    let stream = ocelli_tls::connect_stream(stream, tls.map(|c| (c.clone(), host)))
+        .await
+        .map_err(|e| format!("TLS with {address}: {e}"))?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("HTTP handshake with {address}: {e}"))?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
     Ok(sender)
 }
 

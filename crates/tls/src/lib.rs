@@ -22,11 +22,13 @@ mod client;
 mod listener;
 mod pem;
 mod server;
+mod stream;
 
 pub use auto::{AutoTls, auto, sign_client};
 pub use client::{Identity, Trust, client_config, connect};
 pub use listener::{Peer, TlsListener};
 pub use server::{ServerFiles, ServerTls};
+pub use stream::{ClientStream, connect_stream};
 pub use tokio_rustls::rustls;
 
 use std::sync::Arc;
