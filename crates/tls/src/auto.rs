@@ -248,19 +248,11 @@ fn unix_days_now() -> i64 {
     i64::try_from(secs / 86_400).unwrap_or(0)
 }
 
-/// The proleptic Gregorian date of a day number since 1970-01-01 (Howard Hinnant's
-/// `civil_from_days`).
+/// The date of a day number since 1970-01-01, in rcgen's integer types (`ocelli_model`'s
+/// calendar; certificate years stay far inside `i32`).
 fn civil_from_days(days: i64) -> (i32, u8, u8) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y as i32, m as u8, d as u8)
+    let (y, m, d) = ocelli_model::time::civil_from_days(days);
+    (i32::try_from(y).unwrap_or(i32::MAX), m as u8, d as u8)
 }
 
 /// The machine's host name, when it is one a certificate can carry.
