@@ -85,26 +85,30 @@ struct Tokens {
     expired: String,
 }
 
+/// Tokens of each kind in a stopped server's `data`, one of them revoked and one expired.
+fn tokens(data: &Path) -> Tokens {
+    let t = Tokens {
+        op: token(data, None, Scope::Admin, None),
+        a_read: token(data, Some("a"), Scope::Read, None),
+        a_write: token(data, Some("a"), Scope::Write, None),
+        a_admin: token(data, Some("a"), Scope::Admin, None),
+        b_read: token(data, Some("b"), Scope::Read, None),
+        b_write: token(data, Some("b"), Scope::Write, None),
+        revoked: token(data, Some("a"), Scope::Read, None),
+        expired: token(data, Some("a"), Scope::Read, Some(1)),
+    };
+    let store = ocelli_auth::Store::open(data).unwrap();
+    let id = ocelli_auth::token::parse(&t.revoked).unwrap().to_string();
+    assert!(store.revoke(&id, 1).unwrap());
+    t
+}
+
 /// A server with auth on, three namespaces of data (a, b, c) and tokens of each kind.
 fn tenant_server() -> (Running, Tokens) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
-    let t = Tokens {
-        op: token(&data, None, Scope::Admin, None),
-        a_read: token(&data, Some("a"), Scope::Read, None),
-        a_write: token(&data, Some("a"), Scope::Write, None),
-        a_admin: token(&data, Some("a"), Scope::Admin, None),
-        b_read: token(&data, Some("b"), Scope::Read, None),
-        b_write: token(&data, Some("b"), Scope::Write, None),
-        revoked: token(&data, Some("a"), Scope::Read, None),
-        expired: token(&data, Some("a"), Scope::Read, Some(1)),
-    };
-    {
-        let store = ocelli_auth::Store::open(&data).unwrap();
-        let id = ocelli_auth::token::parse(&t.revoked).unwrap().to_string();
-        assert!(store.revoke(&id, 1).unwrap());
-    }
+    let t = tokens(&data);
     let mut c = config(&data);
     c.auth.enabled = true;
     let s = Running::start(dir, c);
@@ -482,16 +486,7 @@ fn tls_server() -> (Running, Tokens, std::path::PathBuf, String) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
-    let t = Tokens {
-        op: token(&data, None, Scope::Admin, None),
-        a_read: token(&data, Some("a"), Scope::Read, None),
-        a_write: token(&data, Some("a"), Scope::Write, None),
-        a_admin: token(&data, Some("a"), Scope::Admin, None),
-        b_read: token(&data, Some("b"), Scope::Read, None),
-        b_write: token(&data, Some("b"), Scope::Write, None),
-        revoked: String::new(),
-        expired: String::new(),
-    };
+    let t = tokens(&data);
     let mut c = config(&data);
     c.auth.enabled = true;
     c.tls.auto = true;
